@@ -1,0 +1,65 @@
+#pragma once
+/// @file constraints.hpp
+/// @brief Every compile-time check whose failure a user sees. Each one is a class template whose
+///        arguments are the dimensions involved, so that the compiler's note names them, e.g.
+///        `note: 'lepton::matmul_inner_dims<784, 783>::value' evaluates to false`, right under the
+///        `static assertion failed: lepton: ...` line.
+
+#include <cstddef>
+#include <type_traits>
+
+#include "shape.hpp"
+
+namespace lepton {
+
+namespace detail {
+constexpr bool dim_compatible(std::size_t a, std::size_t b) { return a == b || a == dyn || b == dyn; }
+} // namespace detail
+
+/// @brief True when two static shapes broadcast (right-aligned; equal, 1, or dyn per dimension).
+template <class Lhs, class Rhs> struct shapes_broadcast;
+template <std::size_t... A, std::size_t... B> struct shapes_broadcast<dims<A...>, dims<B...>> {
+  static constexpr bool check() {
+    constexpr std::size_t ra = sizeof...(A), rb = sizeof...(B), r = ra > rb ? ra : rb;
+    constexpr std::size_t a[ra + 1] = {A..., 0}, b[rb + 1] = {B..., 0};
+    for (std::size_t i = 0; i < r; ++i) {
+      std::size_t x = i < r - ra ? 1 : a[i - (r - ra)], y = i < r - rb ? 1 : b[i - (r - rb)];
+      if (!(x == y || x == 1 || y == 1 || x == dyn || y == dyn)) return false;
+    }
+    return true;
+  }
+  static constexpr bool value = check();
+};
+
+/// @brief matmul: the columns of the left operand must equal the rows of the right one.
+template <std::size_t LhsCols, std::size_t RhsRows> struct matmul_inner_dims {
+  static constexpr bool value = detail::dim_compatible(LhsCols, RhsRows);
+};
+
+/// @brief An evaluated expression's static shape must fit the destination's.
+template <class Destination, class Expression> struct assignable_shapes;
+template <std::size_t... D, std::size_t... E> struct assignable_shapes<dims<D...>, dims<E...>> {
+  static constexpr bool value = sizeof...(D) == sizeof...(E) && (detail::dim_compatible(D, E) && ...);
+};
+
+/// @brief A reshape must keep the number of elements.
+template <std::size_t From, std::size_t To> struct reshape_sizes {
+  static constexpr bool value = From == dyn || To == dyn || From == To;
+};
+
+/// @brief An axis argument must be below the rank.
+template <std::size_t Axis, std::size_t Rank> struct axis_in_range {
+  static constexpr bool value = Axis < Rank;
+};
+
+/// @brief Two operands of one operation must have the same element type.
+template <class Lhs, class Rhs> struct same_element_type {
+  static constexpr bool value = std::is_same_v<Lhs, Rhs>;
+};
+
+/// @brief A layer's input feature size must be what the layer expects.
+template <std::size_t Expected, std::size_t Actual> struct layer_input_dims {
+  static constexpr bool value = detail::dim_compatible(Expected, Actual);
+};
+
+} // namespace lepton

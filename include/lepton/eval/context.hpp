@@ -1,0 +1,59 @@
+#pragma once
+/// @file context.hpp
+/// @brief State shared by one evaluation (forward, or forward + backward): the arena holding every
+///        materialised value, and the gradient targets of a backward pass.
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/error.hpp"
+#include "../core/memory.hpp"
+
+namespace lepton::detail {
+
+/// A tensor whose gradient an explicit `lepton::grad(expr, wrt...)` asked for.
+struct grad_target {
+  void const* data = nullptr; ///< the tensor's values (identifies the leaf)
+  void* grad = nullptr;       ///< where its gradient goes (same shape, zero-initialised)
+};
+
+struct eval_context {
+  explicit eval_context(arena& a) : mem(a) {}
+
+  arena& mem;
+  /// Values will be read again by a backward pass: GEMM outputs are not overwritten in place by
+  /// their epilogue (the pre-activation is needed by the activation's derivative).
+  bool keep_values = false;
+  /// Parameters (lepton::param leaves) receive gradients. Off for `lepton::grad(expr, wrt...)`,
+  /// where only the listed tensors do.
+  bool params_get_grads = false;
+  /// Parameters add into their existing gradient instead of overwriting it.
+  bool accumulate = false;
+  /// Identifies this backward pass: the first contribution to a parameter in a pass overwrites.
+  std::uint64_t pass = 0;
+
+  static constexpr std::size_t max_targets = 32;
+  std::array<grad_target, max_targets> targets{};
+  std::size_t n_targets = 0;
+
+  grad_target const* find_target(void const* data) const noexcept {
+    for (std::size_t i = 0; i < n_targets; ++i)
+      if (targets[i].data == data) return &targets[i];
+    return nullptr;
+  }
+  void add_target(void const* data, void* grad) {
+    if (n_targets == max_targets) throw value_error("grad: at most 32 tensors per call");
+    targets[n_targets++] = {data, grad};
+  }
+
+  template <class T> T* alloc(std::size_t n) { return mem.allocate_n<T>(n); }
+};
+
+inline std::uint64_t next_pass_id() noexcept {
+  static std::atomic<std::uint64_t> counter{0};
+  return ++counter;
+}
+
+} // namespace lepton::detail

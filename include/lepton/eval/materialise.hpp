@@ -1,0 +1,129 @@
+#pragma once
+/// @file materialise.hpp
+/// @brief The planner's run-time half: turning a fusion group into a buffer (with the GEMM
+///        epilogue when the group directly consumes one matmul), and moving gradients across
+///        materialisation boundaries and broadcasts.
+
+#include <cstddef>
+#include <type_traits>
+
+#include "../core/shape.hpp"
+#include "context.hpp"
+#include "loops.hpp"
+
+namespace lepton::detail {
+
+template <class Ev> constexpr bool is_gemm_ev = requires { Ev::is_gemm; };
+
+/// Evaluates `ev` (not yet forwarded) into contiguous memory `dst` shaped like `ev.shape()`.
+/// A 2-D group reading exactly one matmul of its own shape runs as that GEMM's epilogue: each C
+/// block is transformed right after the GEMM finishes it, while it is still in cache.
+template <class T, class Ev> void materialise_into(eval_context& ctx, Ev& ev, T* dst) {
+  auto const s = ev.shape();
+  if constexpr (is_gemm_ev<Ev>) {
+    ev.set_output(dst);
+    ev.forward(ctx, nullptr);
+    return;
+  } else if constexpr (Ev::top_gemms == 1 && Ev::rank == 2) {
+    bool done = false;
+    ev.visit_top([&](auto& mm) {
+      if constexpr (is_gemm_ev<std::remove_cvref_t<decltype(mm)>>) {
+        if (mm.shape() != s) return;
+        if (!ctx.keep_values) mm.set_output(dst); // in place: the pre-activation is not needed later
+        ev.forward(ctx, &mm);
+        ev.bind(s);
+        std::size_t const ld = s[1];
+        mm.run_gemm([&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+          run_block(dst, ld, ev, i0, i1, j0, j1);
+        });
+        done = true;
+      }
+    });
+    if (done) return;
+  }
+  ev.forward(ctx, nullptr);
+  ev.bind(s);
+  run_assign(dst, ev, s, false);
+}
+
+/// The value of an evaluator as a view: its own buffer if it has one, else materialised in the arena.
+template <class Ev> auto value_of(eval_context& ctx, Ev& ev) {
+  using T = typename Ev::value_type;
+  constexpr std::size_t R = Ev::rank;
+  if constexpr (Ev::has_buffer) {
+    ev.forward(ctx, nullptr);
+    view_ev<T, R> v = ev.buffer();
+    return v;
+  } else {
+    auto s = ev.shape();
+    T* p = ctx.alloc<T>(shape_size(s));
+    materialise_into(ctx, ev, p);
+    return view_ev<T, R>(p, s);
+  }
+}
+
+/// A gradient loadable over shape s as a contiguous buffer (no copy if it already is one).
+template <class T, std::size_t R, class G> view_ev<T, R> grad_value(eval_context& ctx, G& g, shape_t<R> const& s) {
+  if constexpr (requires { G::is_view; }) {
+    if (g.size() == shape_size(s) && g.shape() == s) return view_ev<T, R>(g.ptr, s);
+  }
+  T* p = ctx.alloc<T>(shape_size(s));
+  g.bind(s);
+  run_assign(p, g, s, false);
+  return view_ev<T, R>(p, s);
+}
+
+/// Sums a gradient over the dimensions along which a child of shape cs was broadcast to shape s.
+template <class T, std::size_t R, std::size_t RC, class G>
+view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, shape_t<RC> const& cs) {
+  T* out = ctx.alloc<T>(shape_size(cs));
+  if (shape_size(cs) == 1) {
+    g.bind(s);
+    out[0] = reduce_all<T, sum_reducer>(ctx, g, s);
+    return view_ev<T, RC>(out, cs);
+  }
+  // Reduce one broadcast axis at a time; after each step the buffer has that axis = 1.
+  shape_t<R> cur = s;
+  bool first = true;
+  view_ev<T, R> prev;
+  for (std::size_t d = 0; d < R; ++d) {
+    std::size_t cd = d < R - RC ? 1 : cs[d - (R - RC)];
+    if (cd != 1 || cur[d] == 1) continue;
+    shape_t<R> next = cur;
+    next[d] = 1;
+    T* buf = ctx.alloc<T>(shape_size(next));
+    if (first) {
+      g.bind(cur);
+      reduce_axis<T, sum_reducer>(g, cur, d, buf);
+      first = false;
+    } else {
+      prev.bind(cur);
+      reduce_axis<T, sum_reducer>(prev, cur, d, buf);
+    }
+    prev = view_ev<T, R>(buf, next);
+    cur = next;
+  }
+  if (first) { // nothing was broadcast (only size-1 dims): plain copy
+    g.bind(s);
+    run_assign(out, g, s, false);
+    return view_ev<T, RC>(out, cs);
+  }
+  return view_ev<T, RC>(prev.ptr, cs);
+}
+
+/// Hands gradient `g` (over shape s) to `child`, reducing over broadcast dimensions if needed.
+template <class Child, class G, std::size_t R> void push_grad(eval_context& ctx, Child& child, G& g, shape_t<R> const& s) {
+  using T = typename Child::value_type;
+  constexpr std::size_t RC = Child::rank;
+  auto cs = child.shape();
+  if constexpr (RC == R) {
+    if (cs == s) {
+      child.backward(ctx, g);
+      return;
+    }
+  }
+  auto v = reduce_to_shape<T>(ctx, g, s, cs);
+  child.backward(ctx, v);
+}
+
+} // namespace lepton::detail

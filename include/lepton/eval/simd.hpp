@@ -1,0 +1,111 @@
+#pragma once
+/// @file simd.hpp
+/// @brief The value kinds fused loops run on: a scalar `T` or an `xsimd::batch<T>` of the default
+///        architecture (what the compile flags enable). Op functors are written once over `V`.
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/config.hpp"
+
+namespace lepton::detail {
+
+template <class T> struct simd_of {
+  using type = T; // integers and other types run scalar
+};
+#if XSIMD_VERSION_MAJOR >= 8
+template <> struct simd_of<float> {
+  using type = xsimd::batch<float>;
+};
+template <> struct simd_of<double> {
+  using type = xsimd::batch<double>;
+};
+#endif
+/// The SIMD batch type used for element type T (T itself when T has no SIMD path).
+template <class T> using simd_t = typename simd_of<T>::type;
+
+template <class V> struct lanes {
+  static constexpr std::size_t value = 1;
+};
+template <class T, class A> struct lanes<xsimd::batch<T, A>> {
+  static constexpr std::size_t value = xsimd::batch<T, A>::size;
+};
+template <class V> inline constexpr std::size_t lanes_v = lanes<V>::value;
+
+template <class V> inline constexpr bool is_scalar_v = std::is_arithmetic_v<V>;
+
+template <class V, class T> LEPTON_ALWAYS_INLINE V load(T const* p) {
+  if constexpr (is_scalar_v<V>) return *p;
+  else return V::load_unaligned(p);
+}
+template <class V, class T> LEPTON_ALWAYS_INLINE void store(T* p, V v) {
+  if constexpr (is_scalar_v<V>) *p = v;
+  else v.store_unaligned(p);
+}
+template <class V, class T> LEPTON_ALWAYS_INLINE V splat(T v) {
+  if constexpr (is_scalar_v<V>) return static_cast<V>(v);
+  else return V(v);
+}
+
+/// Elementwise math over scalars and batches, one spelling for both.
+namespace m {
+#define LEPTON_MATH_UNARY(name)                                                                            \
+  template <class V> LEPTON_ALWAYS_INLINE V name(V x) {                                                    \
+    if constexpr (is_scalar_v<V>) return std::name(x);                                                     \
+    else return xsimd::name(x);                                                                            \
+  }
+LEPTON_MATH_UNARY(exp)
+LEPTON_MATH_UNARY(log)
+LEPTON_MATH_UNARY(log1p)
+LEPTON_MATH_UNARY(expm1)
+LEPTON_MATH_UNARY(sqrt)
+LEPTON_MATH_UNARY(tanh)
+LEPTON_MATH_UNARY(abs)
+LEPTON_MATH_UNARY(erf)
+#undef LEPTON_MATH_UNARY
+
+template <class V> LEPTON_ALWAYS_INLINE V pow(V x, V y) {
+  if constexpr (is_scalar_v<V>) return std::pow(x, y);
+  else return xsimd::pow(x, y);
+}
+template <class V> LEPTON_ALWAYS_INLINE V max(V a, V b) {
+  if constexpr (is_scalar_v<V>) return a < b ? b : a;
+  else return xsimd::max(a, b);
+}
+template <class V> LEPTON_ALWAYS_INLINE V min(V a, V b) {
+  if constexpr (is_scalar_v<V>) return b < a ? b : a;
+  else return xsimd::min(a, b);
+}
+/// c ? a : b with c given as a comparison result.
+template <class C, class V> LEPTON_ALWAYS_INLINE V select(C c, V a, V b) {
+  if constexpr (is_scalar_v<V>) return c ? a : b;
+  else return xsimd::select(c, a, b);
+}
+template <class V> LEPTON_ALWAYS_INLINE V fma(V a, V b, V c) {
+  if constexpr (is_scalar_v<V>) return a * b + c;
+  else return xsimd::fma(a, b, c);
+}
+/// 1 where the comparison holds, else 0, as a value.
+template <class C, class V> LEPTON_ALWAYS_INLINE V mask(C c) {
+  return select(c, splat<V>(1), splat<V>(0));
+}
+/// Horizontal sum / max of a batch (identity on scalars).
+template <class V> LEPTON_ALWAYS_INLINE auto hsum(V v) {
+  if constexpr (is_scalar_v<V>) return v;
+  else return xsimd::hadd(v);
+}
+template <class V> LEPTON_ALWAYS_INLINE auto hmax(V v) {
+  if constexpr (is_scalar_v<V>) return v;
+  else {
+    alignas(64) typename V::value_type buf[V::size];
+    v.store_aligned(buf);
+    auto r = buf[0];
+    for (std::size_t i = 1; i < V::size; ++i) r = buf[i] > r ? buf[i] : r;
+    return r;
+  }
+}
+} // namespace m
+} // namespace lepton::detail

@@ -1,0 +1,207 @@
+#pragma once
+/// @file linalg.hpp
+/// @brief Matrix multiplication and transposition. matmul is a materialisation boundary computed
+///        by the packed GEMM of backend/cpu/gemm.hpp; an elementwise group reading its output
+///        (bias + activation) runs as the GEMM's epilogue. Its backward rule is two GEMMs.
+
+#include "../backend/cpu/gemm.hpp"
+#include "elementwise.hpp"
+
+namespace lepton {
+
+namespace detail {
+inline shape_t<2> matmul_shape(shape_t<2> const& a, shape_t<2> const& b) {
+  if (a[1] != b[0])
+    throw shape_error("matmul: shapes " + to_string(a) + " and " + to_string(b) + " do not chain (" +
+                      std::to_string(a[1]) + " columns vs " + std::to_string(b[0]) + " rows)");
+  return {a[0], b[1]};
+}
+
+} // namespace detail
+
+/// @brief `matmul(a, b)`: (m, k) x (k, n) -> (m, n).
+template <class A, class B> struct matmul_node : expr_base<matmul_node<A, B>> {
+  static_assert(A::rank == 2 && B::rank == 2, "lepton: matmul takes two rank-2 operands (m, k) and (k, n)");
+  static_assert(same_element_type<typename A::value_type, typename B::value_type>::value,
+                "lepton: matmul operands have different element types; convert one with lepton::cast<T>");
+  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: matmul needs float or double elements");
+  static constexpr std::size_t M = A::static_dims::values[0], K1 = A::static_dims::values[1];
+  static constexpr std::size_t K2 = B::static_dims::values[0], N = B::static_dims::values[1];
+  static_assert(matmul_inner_dims<K1, K2>::value,
+                "lepton: matmul inner dimensions differ: lhs (m, k) columns must equal rhs (k, n) rows");
+  using value_type = typename A::value_type;
+  using static_dims = dims<M, N>;
+  static constexpr std::size_t rank = 2;
+  A a;
+  B b;
+  matmul_node(A a_, B b_) : a(std::move(a_)), b(std::move(b_)) {}
+  shape_t<2> shape() const { return detail::matmul_shape(a.shape(), b.shape()); }
+};
+
+/// @brief `transpose(a)` of a rank-2 operand: (m, n) -> (n, m). Materialised when evaluated.
+template <class A> struct transpose_node : expr_base<transpose_node<A>> {
+  static_assert(A::rank == 2, "lepton: transpose takes a rank-2 operand");
+  using value_type = typename A::value_type;
+  using static_dims = dims<A::static_dims::values[1], A::static_dims::values[0]>;
+  static constexpr std::size_t rank = 2;
+  A a;
+  explicit transpose_node(A a_) : a(std::move(a_)) {}
+  shape_t<2> shape() const {
+    auto s = a.shape();
+    return {s[1], s[0]};
+  }
+};
+
+namespace detail {
+
+template <class A, class B> struct evaluator<matmul_node<A, B>> {
+  using node = matmul_node<A, B>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = 2;
+  using Ea = evaluator<A>;
+  using Eb = evaluator<B>;
+  static constexpr bool may_need_grad = Ea::may_need_grad || Eb::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr bool is_gemm = true;
+  static constexpr std::size_t top_gemms = 1;
+
+  Ea a;
+  Eb b;
+  shape_t<2> shp;
+  view_ev<T, 2> va, vb, out;
+  T* preset = nullptr;
+
+  explicit evaluator(node const& n) : a(n.a), b(n.b), shp(matmul_shape(a.shape(), b.shape())) {}
+  shape_t<2> const& shape() const { return shp; }
+
+  /// Makes the GEMM write into `p` (shape (m, n), contiguous) instead of an arena buffer.
+  void set_output(T* p) { preset = p; }
+
+  /// Computes the operands; runs the GEMM unless `defer == this` (the caller then calls run_gemm
+  /// with its epilogue).
+  void forward(eval_context& ctx, void const* defer) {
+    va = value_of(ctx, a);
+    vb = value_of(ctx, b);
+    T* o = preset ? preset : ctx.alloc<T>(shape_size(shp));
+    out = view_ev<T, 2>(o, shp);
+    if (defer != static_cast<void const*>(this)) run_gemm(cpu::no_epilogue{});
+  }
+  template <class Epi> void run_gemm(Epi const& epi) {
+    std::size_t const m = shp[0], n = shp[1], k = va.shp[1];
+    cpu::gemm<T>(false, false, m, n, k, T(1), va.ptr, k, vb.ptr, n, T(0), const_cast<T*>(out.ptr), n, epi);
+  }
+  view_ev<T, 2> const& buffer() const { return out; }
+  template <class F> void visit_top(F&& f) { f(*this); }
+  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
+  bool flat_ok() const { return out.flat_ok(); }
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
+  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+    return out.template load_row<V, RB>(idx, c);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e) || b.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx) || b.needs_grad(ctx); }
+
+  // dA = G B^T (m, k); dB = A^T G (k, n). A leaf's gradient is written by the GEMM directly.
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      bool const ga = a.needs_grad(ctx), gb = b.needs_grad(ctx);
+      if (!ga && !gb) return;
+      std::size_t const m = shp[0], n = shp[1], k = va.shp[1];
+      auto gv = grad_value<T>(ctx, g, shp);
+      if constexpr (Ea::may_need_grad) {
+        if (ga) backward_operand(ctx, a, {m, k}, [&](T beta, T* d) {
+            cpu::gemm<T>(false, true, m, k, n, T(1), gv.ptr, n, vb.ptr, n, beta, d, k);
+          });
+      }
+      if constexpr (Eb::may_need_grad) {
+        if (gb) backward_operand(ctx, b, {k, n}, [&](T beta, T* d) {
+            cpu::gemm<T>(true, false, k, n, m, T(1), va.ptr, k, gv.ptr, n, beta, d, n);
+          });
+      }
+    }
+  }
+
+private:
+  template <class Child, class Run> static void backward_operand(eval_context& ctx, Child& c, shape_t<2> s, Run run) {
+    if constexpr (requires { c.sink(ctx); }) {
+      if (auto snk = c.sink(ctx); snk.ptr) run(snk.add ? T(1) : T(0), snk.ptr);
+    } else {
+      T* d = ctx.alloc<T>(shape_size(s));
+      run(T(0), d);
+      view_ev<T, 2> dv(d, s);
+      c.backward(ctx, dv);
+    }
+  }
+};
+
+template <class A> struct evaluator<transpose_node<A>> {
+  using node = transpose_node<A>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = 2;
+  using Ea = evaluator<A>;
+  static constexpr bool may_need_grad = Ea::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ea a;
+  shape_t<2> shp;
+  view_ev<T, 2> out;
+  explicit evaluator(node const& n) : a(n.a) {
+    auto s = a.shape();
+    shp = {s[1], s[0]};
+  }
+  shape_t<2> const& shape() const { return shp; }
+  static void transpose_copy(T const* src, std::size_t rows, std::size_t cols, T* dst) {
+    constexpr std::size_t bs = 32; // cache blocking
+    for (std::size_t i0 = 0; i0 < rows; i0 += bs)
+      for (std::size_t j0 = 0; j0 < cols; j0 += bs)
+        for (std::size_t i = i0; i < std::min(rows, i0 + bs); ++i)
+          for (std::size_t j = j0; j < std::min(cols, j0 + bs); ++j) dst[j * rows + i] = src[i * cols + j];
+  }
+  void forward(eval_context& ctx, void const*) {
+    auto v = value_of(ctx, a);
+    T* o = ctx.alloc<T>(shape_size(shp));
+    transpose_copy(v.ptr, v.shp[0], v.shp[1], o);
+    out = view_ev<T, 2>(o, shp);
+  }
+  view_ev<T, 2> const& buffer() const { return out; }
+  template <class F> void visit_top(F&&) {}
+  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
+  bool flat_ok() const { return out.flat_ok(); }
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
+  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+    return out.template load_row<V, RB>(idx, c);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      if (!a.needs_grad(ctx)) return;
+      auto gv = grad_value<T>(ctx, g, shp);
+      T* d = ctx.alloc<T>(shape_size(shp));
+      transpose_copy(gv.ptr, shp[0], shp[1], d);
+      view_ev<T, 2> dv(d, a.shape());
+      a.backward(ctx, dv);
+    }
+  }
+};
+
+} // namespace detail
+
+/// @brief Matrix product of two rank-2 operands, (m, k) x (k, n) -> (m, n).
+///
+/// A static inner-dimension mismatch is a compile error naming both sizes; a dynamic one throws
+/// lepton::shape_error. **Example**: `lepton::tensor<float, lepton::dyn, 10> y = lepton::matmul(x, w);`
+template <operand X, operand Y> auto matmul(X&& x, Y&& y) {
+  return matmul_node<detail::expr_of<X>, detail::expr_of<Y>>(detail::as_expr(std::forward<X>(x)),
+                                                             detail::as_expr(std::forward<Y>(y)));
+}
+
+/// @brief Transpose of a rank-2 operand, (m, n) -> (n, m).
+template <operand X> auto transpose(X&& x) {
+  return transpose_node<detail::expr_of<X>>(detail::as_expr(std::forward<X>(x)));
+}
+
+} // namespace lepton

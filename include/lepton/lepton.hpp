@@ -1,0 +1,27 @@
+#pragma once
+/// @file lepton.hpp
+/// @brief The umbrella header: everything a user of lepton needs.
+///
+/// ```
+/// #include <lepton/lepton.hpp>
+/// namespace lp = lepton;
+/// ```
+
+#include "core/config.hpp"
+#include "core/constraints.hpp"
+#include "core/error.hpp"
+#include "core/memory.hpp"
+#include "core/parallel.hpp"
+#include "core/param.hpp"
+#include "core/shape.hpp"
+#include "core/tensor.hpp"
+
+#include "expr/elementwise.hpp"
+#include "expr/linalg.hpp"
+#include "expr/nn_ops.hpp"
+#include "expr/reduce.hpp"
+
+#include "eval/assign.hpp"
+
+#include "autodiff/grad.hpp"
+#include "autodiff/gradcheck.hpp"
