@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build git clang clang-format
+  build-essential cmake ninja-build git clang clang-format-16
   libxtensor-dev libxsimd-dev xtl-dev catch2 libboost1.81-dev
   nlohmann-json3-dev zlib1g-dev libbenchmark-dev libopenblas-dev
   dataset-fashion-mnist python3-numpy gnuplot-nox
