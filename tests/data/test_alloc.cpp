@@ -1,0 +1,172 @@
+// The loader allocates nothing once constructed. This file replaces the global operator new/delete
+// with counting versions (the only test file of the data tests that does), and, on Linux, the build
+// wraps malloc & co. (ld --wrap, see CMakeLists.txt) so that the tensor storage xtensor allocates
+// through xsimd's posix_memalign is counted too.
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include <lepton/data/dataset.hpp>
+#include <lepton/data/loader.hpp>
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_news{0};
+std::atomic<long> g_mallocs{0};
+
+void* counted_new(std::size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* counted_new_aligned(std::size_t n, std::align_val_t al) {
+  if (g_counting.load(std::memory_order_relaxed)) g_news.fetch_add(1, std::memory_order_relaxed);
+  auto a = static_cast<std::size_t>(al);
+  if (a < sizeof(void*)) a = sizeof(void*);
+  void* p = nullptr;
+  if (posix_memalign(&p, a, n ? n : 1) == 0) return p;
+  throw std::bad_alloc();
+}
+
+/// Counts operator new and (where wrapped) malloc calls made while alive.
+struct allocation_counter {
+  allocation_counter() {
+    g_news = 0;
+    g_mallocs = 0;
+    g_counting = true;
+  }
+  ~allocation_counter() { g_counting = false; }
+  void stop() { g_counting = false; }
+};
+} // namespace
+
+void* operator new(std::size_t n) { return counted_new(n); }
+void* operator new[](std::size_t n) { return counted_new(n); }
+void* operator new(std::size_t n, std::align_val_t al) { return counted_new_aligned(n, al); }
+void* operator new[](std::size_t n, std::align_val_t al) { return counted_new_aligned(n, al); }
+// The nothrow forms too: a sanitizer runtime would otherwise supply them, mismatched with our delete.
+void* operator new(std::size_t n, std::nothrow_t const&) noexcept {
+  try {
+    return counted_new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, std::nothrow_t const& t) noexcept { return operator new(n, t); }
+void* operator new(std::size_t n, std::align_val_t al, std::nothrow_t const&) noexcept {
+  try {
+    return counted_new_aligned(n, al);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, std::align_val_t al, std::nothrow_t const& t) noexcept {
+  return operator new(n, al, t);
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete[](void* p, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+#ifdef LEPTON_TEST_WRAP_MALLOC
+extern "C" {
+void* __real_malloc(std::size_t);
+void* __real_calloc(std::size_t, std::size_t);
+void* __real_realloc(void*, std::size_t);
+void* __real_aligned_alloc(std::size_t, std::size_t);
+int __real_posix_memalign(void**, std::size_t, std::size_t);
+
+static void count_malloc() {
+  if (g_counting.load(std::memory_order_relaxed)) g_mallocs.fetch_add(1, std::memory_order_relaxed);
+}
+void* __wrap_malloc(std::size_t n) {
+  count_malloc();
+  return __real_malloc(n);
+}
+void* __wrap_calloc(std::size_t n, std::size_t s) {
+  count_malloc();
+  return __real_calloc(n, s);
+}
+void* __wrap_realloc(void* p, std::size_t n) {
+  count_malloc();
+  return __real_realloc(p, n);
+}
+void* __wrap_aligned_alloc(std::size_t a, std::size_t n) {
+  count_malloc();
+  return __real_aligned_alloc(a, n);
+}
+int __wrap_posix_memalign(void** p, std::size_t a, std::size_t n) {
+  count_malloc();
+  return __real_posix_memalign(p, a, n);
+}
+}
+#endif
+
+TEST_CASE("the allocation counters see operator new and tensor storage", "[data][loader][alloc]") {
+  long news = 0, mallocs = 0;
+  {
+    allocation_counter c;
+    auto* p = new int(3);
+    delete p;
+    lepton::tensor<float, lepton::dyn, 784> t(4);
+    c.stop();
+    news = g_news;
+    mallocs = g_mallocs;
+    CHECK(t.size() == 4 * 784);
+  }
+  CHECK(news >= 1);
+#ifdef LEPTON_TEST_WRAP_MALLOC
+  CHECK(mallocs >= 2); // operator new's malloc and the tensor's posix_memalign
+#else
+  WARN("malloc is not wrapped on this platform: only operator new is counted");
+  (void)mallocs;
+#endif
+}
+
+TEST_CASE("iterating loader epochs performs zero heap allocations", "[data][loader][alloc]") {
+  using xs = lepton::tensor<float, lepton::dyn, 784>;
+  using ys = lepton::tensor<std::int32_t, lepton::dyn>;
+  xs x(1000);
+  ys y(1000);
+  for (std::size_t i = 0; i < 1000; ++i) {
+    x(i, 0) = float(i);
+    y(i) = static_cast<std::int32_t>(i);
+  }
+  lepton::data::dataset ds(std::move(x), std::move(y));
+
+  for (bool drop_last : {false, true}) {
+    lepton::data::loader ld(ds, {.batch = 64, .shuffle = true, .seed = 42, .drop_last = drop_last});
+    double checksum = 0;
+    std::size_t samples = 0;
+    long news = 0, mallocs = 0;
+    {
+      allocation_counter c;
+      for (std::size_t epoch = 0; epoch < 4; ++epoch)
+        for (auto [bx, by] : ld.epoch(epoch)) {
+          for (std::size_t k = 0; k < bx.shape()[0]; ++k) checksum += bx(k, 0) - float(by(k));
+          samples += by.shape()[0];
+        }
+      c.stop();
+      news = g_news;
+      mallocs = g_mallocs;
+    }
+    INFO("drop_last " << drop_last);
+    CHECK(news == 0);
+    CHECK(mallocs == 0);
+    CHECK(checksum == 0.0);
+    CHECK(samples == (drop_last ? 4 * 960u : 4 * 1000u));
+  }
+}
