@@ -82,6 +82,9 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
     out[0] = reduce_all<T, sum_reducer>(ctx, g, s);
     return view_ev<T, RC>(out, cs);
   }
+  if constexpr (R == 0) {
+    return view_ev<T, RC>(out, cs); // unreachable: a rank-0 gradient has size 1
+  } else {
   // Reduce one broadcast axis at a time; after each step the buffer has that axis = 1.
   shape_t<R> cur = s;
   bool first = true;
@@ -109,6 +112,7 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
     return view_ev<T, RC>(out, cs);
   }
   return view_ev<T, RC>(prev.ptr, cs);
+  }
 }
 
 /// Hands gradient `g` (over shape s) to `child`, reducing over broadcast dimensions if needed.
