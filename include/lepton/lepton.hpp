@@ -20,8 +20,15 @@
 #include "expr/linalg.hpp"
 #include "expr/nn_ops.hpp"
 #include "expr/reduce.hpp"
+#include "expr/shape_ops.hpp"
+#include "expr/dropout.hpp"
 
 #include "eval/assign.hpp"
 
 #include "autodiff/grad.hpp"
 #include "autodiff/gradcheck.hpp"
+
+#include "data.hpp"
+#include "nn.hpp"
+#include "optim.hpp"
+#include "train.hpp"

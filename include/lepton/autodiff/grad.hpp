@@ -24,6 +24,8 @@ struct backward_options {
   /// Add to the parameters' existing gradients instead of overwriting them (gradient accumulation
   /// over micro-batches).
   bool accumulate = false;
+  /// If set, cross_entropy with integer labels adds its count of correct predictions here.
+  std::size_t* correct = nullptr;
 };
 
 /// @brief Computes a scalar loss and writes d(loss)/d(param) into the `grad` of every non-frozen
@@ -47,6 +49,7 @@ template <expression E> auto backward(E const& loss, backward_options opt = {}) 
   ctx.params_get_grads = true;
   ctx.accumulate = opt.accumulate;
   ctx.pass = detail::next_pass_id();
+  ctx.correct = opt.correct;
   detail::evaluator<E> ev(loss);
   T* out = ctx.alloc<T>(1);
   detail::materialise_into(ctx, ev, out);

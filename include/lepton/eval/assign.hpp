@@ -57,15 +57,17 @@ template <operand E> auto eval(E&& e) {
   return result(detail::as_expr(std::forward<E>(e)));
 }
 
-/// @brief The value of a rank-0 expression (a reduction to a scalar).
+/// @brief The value of a rank-0 expression (a reduction to a scalar). If `correct` is given,
+///        cross_entropy with integer labels adds its number of correct predictions to it.
 /// **Example**: `double total = lepton::value(lepton::sum(x * x));`
-template <operand E> auto value(E&& e) {
+template <operand E> auto value(E&& e, std::size_t* correct = nullptr) {
   using X = detail::expr_of<E>;
   static_assert(X::rank == 0, "lepton: value() needs a rank-0 (scalar) expression; reduce it with sum or mean");
   using T = typename X::value_type;
   detail::arena& mem = detail::thread_arena();
   detail::arena_scope scope(mem);
   detail::eval_context ctx(mem);
+  ctx.correct = correct;
   X x = detail::as_expr(std::forward<E>(e));
   detail::evaluator<X> ev(x);
   T* out = ctx.alloc<T>(1);

@@ -34,6 +34,10 @@ struct eval_context {
   /// Identifies this backward pass: the first contribution to a parameter in a pass overwrites.
   std::uint64_t pass = 0;
 
+  /// When set, cross_entropy with integer labels adds the number of samples whose largest logit
+  /// is at their label (ties count as correct) — accuracy without a second forward pass.
+  std::size_t* correct = nullptr;
+
   static constexpr std::size_t max_targets = 32;
   std::array<grad_target, max_targets> targets{};
   std::size_t n_targets = 0;

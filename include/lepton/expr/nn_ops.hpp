@@ -209,6 +209,11 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
         }
       }
     });
+    if constexpr (hard) {
+      if (ctx.correct)
+        for (std::size_t r = 0; r < B; ++r)
+          *ctx.correct += xv.ptr[r * C + static_cast<std::size_t>(m_labels[r])] >= stats[3 * r] ? 1 : 0;
+    }
     out = view_ev<T, 1>(o, shp);
   }
   view_ev<T, 1> const& buffer() const { return out; }

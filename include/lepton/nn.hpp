@@ -1,0 +1,11 @@
+#pragma once
+/// @file nn.hpp
+/// @brief The nn module: layers, models as aggregates, parameter reflection and initialisation.
+
+#include "nn/init.hpp"
+#include "nn/layer.hpp"
+#include "nn/layers/activation.hpp"
+#include "nn/layers/dropout.hpp"
+#include "nn/layers/linear.hpp"
+#include "nn/layers/sequential.hpp"
+#include "nn/reflect.hpp"

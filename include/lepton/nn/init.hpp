@@ -1,0 +1,109 @@
+#pragma once
+/// @file init.hpp
+/// @brief Seeded parameter initialisation: kaiming/xavier (uniform and normal), zeros, constants.
+///
+/// Deterministic on every platform: values come from `std::mt19937_64` through lepton's own
+/// uniform and Box-Muller transforms (the standard distributions are implementation-defined).
+/// Fan-in/fan-out follow lepton's layouts: a rank-2 weight is (in, out); a rank-4 weight is a
+/// convolution (out_channels, in_channels, kh, kw). Rank-1 parameters (biases) are set to zero by
+/// every scheme except `constant`.
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string_view>
+
+#include "../core/error.hpp"
+#include "reflect.hpp"
+
+namespace lepton::init {
+
+/// @brief Kaiming (He) uniform: U(-b, b), b = gain * sqrt(3 / fan_in), gain = sqrt(2) (ReLU).
+struct kaiming_uniform {
+  double gain = 1.4142135623730951;
+};
+/// @brief Kaiming (He) normal: N(0, gain^2 / fan_in).
+struct kaiming_normal {
+  double gain = 1.4142135623730951;
+};
+/// @brief Xavier (Glorot) uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)).
+struct xavier_uniform {
+  double gain = 1.0;
+};
+/// @brief Xavier (Glorot) normal: N(0, gain^2 * 2 / (fan_in + fan_out)).
+struct xavier_normal {
+  double gain = 1.0;
+};
+/// @brief All parameters zero.
+struct zeros {};
+/// @brief Every parameter (biases too) set to `value`.
+struct constant {
+  double value = 0.0;
+};
+
+namespace detail {
+inline double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1.0p-53; }
+inline double standard_normal(std::mt19937_64& rng) {
+  double u1 = uniform01(rng), u2 = uniform01(rng);
+  if (u1 < 1e-300) u1 = 1e-300;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+template <class P> void fans(P const&, double& fan_in, double& fan_out) {
+  constexpr auto d = P::static_dims::values;
+  if constexpr (P::rank == 2) {
+    fan_in = double(d[0]);
+    fan_out = double(d[1]);
+  } else if constexpr (P::rank >= 3) {
+    double receptive = 1;
+    for (std::size_t i = 2; i < P::rank; ++i) receptive *= double(d[i]);
+    fan_in = double(d[1]) * receptive;
+    fan_out = double(d[0]) * receptive;
+  } else {
+    fan_in = fan_out = double(P::size);
+  }
+}
+} // namespace detail
+
+/// @brief Initialises one parameter with a scheme and an RNG.
+template <class Scheme, class P> void apply(Scheme const& s, P& p, std::mt19937_64& rng) {
+  using T = typename P::value_type;
+  T* v = p.value.data();
+  std::size_t const n = p.value.size();
+  if constexpr (std::is_same_v<Scheme, constant>) {
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(s.value);
+    return;
+  } else {
+    if (P::rank < 2 || std::is_same_v<Scheme, zeros>) {
+      for (std::size_t i = 0; i < n; ++i) v[i] = T(0);
+      return;
+    }
+    double fi, fo;
+    detail::fans(p, fi, fo);
+    if constexpr (std::is_same_v<Scheme, kaiming_uniform> || std::is_same_v<Scheme, xavier_uniform>) {
+      double b = std::is_same_v<Scheme, kaiming_uniform> ? s.gain * std::sqrt(3.0 / fi) : s.gain * std::sqrt(6.0 / (fi + fo));
+      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>((2 * detail::uniform01(rng) - 1) * b);
+    } else if constexpr (std::is_same_v<Scheme, kaiming_normal> || std::is_same_v<Scheme, xavier_normal>) {
+      double sd = std::is_same_v<Scheme, kaiming_normal> ? s.gain / std::sqrt(fi) : s.gain * std::sqrt(2.0 / (fi + fo));
+      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(detail::standard_normal(rng) * sd);
+    }
+  }
+}
+
+} // namespace lepton::init
+
+namespace lepton::nn {
+
+/// @brief Initialises every parameter of `model` with `scheme`, deterministically from `seed`.
+///
+/// Each parameter draws from its own generator seeded by (seed, its position), so adding a layer
+/// at the end does not change the values of the others.
+/// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);`
+template <class Model, class Scheme> void init(Model& model, Scheme const& scheme, std::uint64_t seed) {
+  std::uint64_t index = 0;
+  for_each_parameter(model, [&](std::string_view, auto& p) {
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + (++index) * 0xBF58476D1CE4E5B9ull);
+    init::apply(scheme, p, rng);
+  });
+}
+
+} // namespace lepton::nn

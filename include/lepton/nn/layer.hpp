@@ -1,0 +1,49 @@
+#pragma once
+/// @file layer.hpp
+/// @brief The layer contract, and walking a model's sub-objects (training mode).
+///
+/// **What a layer is.** A layer is a small aggregate that owns its parameters (`lepton::param`
+/// members) and maps an input expression to an output expression with `operator()(x) const`.
+/// It computes nothing when called: the result is an expression whose type carries the shapes, so
+/// a model made of layers is a compile-time graph. Static feature sizes are checked at compile
+/// time (the error names the layer's expected and actual dimensions); the batch dimension may be
+/// `dyn`. Layers with train/eval behaviour (dropout, batch norm) have a `bool training` member,
+/// set for a whole model by `lepton::nn::set_training`.
+///
+/// **What it guarantees.** Parameters are found by reflection (nn/reflect.hpp) in declaration
+/// order, so optimizers and checkpoints see every parameter of any nesting of layers, structs,
+/// `std::array`s and `sequential`s without registration code.
+
+#include <type_traits>
+
+#include "reflect.hpp"
+
+namespace lepton::nn {
+
+namespace detail {
+template <class M, class F> void walk_objects(M& m, F& f) {
+  using U = std::remove_cv_t<M>;
+  f(m);
+  if constexpr (parameter<U>) {
+  } else if constexpr (requires { m.lepton_for_each_layer([](auto&) {}); }) {
+    m.lepton_for_each_layer([&](auto& sub) { walk_objects(sub, f); });
+  } else if constexpr (is_std_array<U>::value || std::is_array_v<U>) {
+    for (auto& e : m) walk_objects(e, f);
+  } else if constexpr (reflectable<U>()) {
+    boost::pfr::for_each_field(m, [&](auto& field) { walk_objects(field, f); });
+  }
+}
+} // namespace detail
+
+/// @brief Calls f(obj) for the model and every layer/struct nested in it (depth first).
+template <class Model, class F> void for_each_object(Model& model, F&& f) { detail::walk_objects(model, f); }
+
+/// @brief Switches every layer with a `training` flag (dropout, batch norm) to training or evaluation.
+/// **Example**: `lepton::nn::set_training(model, false); // inference: dropout off`
+template <class Model> void set_training(Model& model, bool training) {
+  for_each_object(model, [&](auto& obj) {
+    if constexpr (requires { obj.training = true; }) obj.training = training;
+  });
+}
+
+} // namespace lepton::nn

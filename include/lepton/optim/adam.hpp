@@ -1,0 +1,94 @@
+#pragma once
+/// @file adam.hpp
+/// @brief Adam (L2 weight decay in the gradient) and AdamW (decoupled weight decay).
+
+#include "optimizer.hpp"
+
+namespace lepton::optim {
+
+/// @brief Options of adam / adamw.
+struct adam_options {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;   ///< adam: L2 added to the gradient; adamw: decoupled decay
+  double clip_grad_norm = 0.0; ///< clip the global gradient norm to this (0 = off)
+};
+
+namespace detail {
+template <class T, bool Decoupled> class adam_impl : public optimizer_base<T> {
+public:
+  template <class Model>
+  adam_impl(Model& model, adam_options o) : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+    if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1))
+      throw value_error("adam: betas must be in [0, 1), got " + std::to_string(o.beta1) + ", " + std::to_string(o.beta2));
+    check_positive<T>(o.eps, "adam eps");
+    check_positive<T>(o.weight_decay, "adam weight_decay", true);
+    m_m = state_buffer<T>(this->m_total);
+    m_v = state_buffer<T>(this->m_total);
+  }
+
+  void step() {
+    T const scale = this->begin_step();
+    double const t = static_cast<double>(this->m_step);
+    T const b1 = static_cast<T>(m_o.beta1), b2 = static_cast<T>(m_o.beta2);
+    T const step_size = static_cast<T>(this->m_lr / (1 - std::pow(m_o.beta1, t)));
+    T const inv_bc2 = static_cast<T>(1 / std::sqrt(1 - std::pow(m_o.beta2, t)));
+    T const eps = static_cast<T>(m_o.eps), wd = static_cast<T>(m_o.weight_decay);
+    T const decay = static_cast<T>(1 - this->m_lr * m_o.weight_decay);
+    using V = lepton::detail::simd_t<T>;
+    constexpr std::size_t W = lepton::detail::lanes_v<V>;
+    namespace ld = lepton::detail;
+    for (auto& s : this->m_slots) {
+      if (*s.frozen) continue;
+      T* mp = m_m.data() + s.offset;
+      T* vp = m_v.data() + s.offset;
+      // One pass: read p, g, m, v once, write p, m, v once.
+      auto body = [&](auto tag, std::size_t i) {
+        using U = decltype(tag);
+        U p = ld::load<U>(s.value + i);
+        U g = ld::load<U>(s.grad + i) * ld::splat<U>(scale);
+        if constexpr (Decoupled) p = p * ld::splat<U>(decay);
+        else g = g + ld::splat<U>(wd) * p;
+        U m = ld::splat<U>(b1) * ld::load<U>(mp + i) + ld::splat<U>(1 - b1) * g;
+        U v = ld::splat<U>(b2) * ld::load<U>(vp + i) + ld::splat<U>(1 - b2) * g * g;
+        ld::store<U>(mp + i, m);
+        ld::store<U>(vp + i, v);
+        U denom = ld::m::sqrt(v) * ld::splat<U>(inv_bc2) + ld::splat<U>(eps);
+        ld::store<U>(s.value + i, p - ld::splat<U>(step_size) * m / denom);
+      };
+      std::size_t i = 0;
+      for (; i + W <= s.size; i += W) body(V{}, i);
+      for (; i < s.size; ++i) body(T{}, i);
+    }
+  }
+
+  /// First and second moment buffers (flat, parameters in reflection order), for checkpoints.
+  state_buffer<T>& first_moment() noexcept { return m_m; }
+  state_buffer<T>& second_moment() noexcept { return m_v; }
+
+private:
+  adam_options m_o;
+  state_buffer<T> m_m, m_v;
+};
+} // namespace detail
+
+/// @brief Adam (Kingma & Ba) with bias correction; weight decay is an L2 term in the gradient.
+/// **Example**: `lepton::optim::adam opt{model, {.lr = 1e-3}};  ... lepton::backward(loss); opt.step();`
+template <class T = float> class adam : public detail::adam_impl<T, false> {
+public:
+  template <class Model> adam(Model& model, adam_options o = {}) : detail::adam_impl<T, false>(model, o) {}
+};
+template <class Model> adam(Model&, adam_options) -> adam<float>;
+template <class Model> adam(Model&) -> adam<float>;
+
+/// @brief AdamW (Loshchilov & Hutter): Adam with decoupled weight decay p -= lr * wd * p.
+template <class T = float> class adamw : public detail::adam_impl<T, true> {
+public:
+  template <class Model> adamw(Model& model, adam_options o = {.weight_decay = 0.01}) : detail::adam_impl<T, true>(model, o) {}
+};
+template <class Model> adamw(Model&, adam_options) -> adamw<float>;
+template <class Model> adamw(Model&) -> adamw<float>;
+
+} // namespace lepton::optim

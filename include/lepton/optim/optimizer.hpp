@@ -1,0 +1,155 @@
+#pragma once
+/// @file optimizer.hpp
+/// @brief The optimizer contract and what every optimizer shares: the list of a model's
+///        parameters, global-norm gradient clipping, and state for checkpoints.
+///
+/// **What an optimizer is.** It is built from a model (`lepton::optim::adam opt{model, {.lr = 1e-3}}`)
+/// and keeps references to every parameter found by reflection; the model must outlive it.
+/// `step()` updates every non-frozen parameter from its `grad` (written by `lepton::backward`) in
+/// one pass per parameter that reads value, gradient and state once and writes them once
+/// (clipping, weight decay and the update are fused). No allocation happens in `step()`.
+/// **What it requires.** Every parameter has the optimizer's element type (float by default).
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/memory.hpp"
+#include "../eval/simd.hpp"
+#include "../nn/reflect.hpp"
+
+namespace lepton::optim {
+
+/// @brief Satisfied by lepton's optimizers.
+template <class O>
+concept optimizer = requires(O& o, double lr) {
+  o.step();
+  { o.lr() } -> std::convertible_to<double>;
+  o.set_lr(lr);
+};
+
+namespace detail {
+
+/// One parameter seen by an optimizer.
+template <class T> struct slot {
+  T* value;
+  T* grad;
+  std::size_t size;
+  bool const* frozen;
+  std::size_t offset; ///< into the optimizer's flat state buffers
+  std::string name;
+};
+
+/// A flat, aligned, zero-initialised buffer of optimizer state.
+template <class T> class state_buffer {
+public:
+  state_buffer() = default;
+  explicit state_buffer(std::size_t n) : m_n(n), m_p(static_cast<T*>(lepton::detail::aligned_alloc_bytes(n * sizeof(T)))) {
+    std::fill_n(m_p, n, T(0));
+  }
+  state_buffer(state_buffer&& o) noexcept : m_n(o.m_n), m_p(o.m_p) { o.m_p = nullptr; o.m_n = 0; }
+  state_buffer& operator=(state_buffer&& o) noexcept {
+    std::swap(m_n, o.m_n);
+    std::swap(m_p, o.m_p);
+    return *this;
+  }
+  ~state_buffer() { if (m_p) lepton::detail::aligned_free_bytes(m_p); }
+  T* data() noexcept { return m_p; }
+  T const* data() const noexcept { return m_p; }
+  std::size_t size() const noexcept { return m_n; }
+
+private:
+  std::size_t m_n = 0;
+  T* m_p = nullptr;
+};
+
+/// Collects the parameters of a model; allocates their gradients so their addresses stay put.
+template <class T, class Model> std::vector<slot<T>> collect(Model& model, std::size_t& total) {
+  std::vector<slot<T>> slots;
+  total = 0;
+  nn::for_each_parameter(model, [&](std::string_view name, auto& p) {
+    using P = std::remove_cvref_t<decltype(p)>;
+    static_assert(std::is_same_v<typename P::value_type, T>,
+                  "lepton: every parameter must have the optimizer's element type (use e.g. adam<double>)");
+    if (p.grad.shape() != p.value.shape()) p.grad = typename P::tensor_type(p.value.shape());
+    slots.push_back({p.value.data(), p.grad.data(), p.value.size(), &p.frozen, total, std::string(name)});
+    total += p.value.size();
+  });
+  if (slots.empty()) throw value_error("optimizer: the model has no parameters");
+  return slots;
+}
+
+template <class T> void check_positive(double v, char const* what, bool allow_zero = false) {
+  if (!(allow_zero ? v >= 0 : v > 0) || !std::isfinite(v))
+    throw value_error(std::string(what) + " must be " + (allow_zero ? ">= 0" : "> 0") + ", got " + std::to_string(v));
+}
+
+} // namespace detail
+
+/// @brief Base of the optimizers: parameters, learning rate, clipping and step count.
+template <class T> class optimizer_base {
+public:
+  using value_type = T;
+
+  double lr() const noexcept { return m_lr; }
+  /// Sets the learning rate (schedulers call this); throws value_error when not finite or < 0.
+  void set_lr(double lr) {
+    detail::check_positive<T>(lr, "learning rate", true);
+    m_lr = lr;
+  }
+  /// Number of step() calls so far.
+  std::uint64_t steps() const noexcept { return m_step; }
+  /// Global gradient norm measured by the last step() (before clipping); 0 if clipping is off.
+  double last_grad_norm() const noexcept { return m_last_norm; }
+  /// Number of parameter tensors and scalars.
+  std::size_t parameter_tensors() const noexcept { return m_slots.size(); }
+  std::size_t parameter_scalars() const noexcept { return m_total; }
+
+  /// Sets every gradient to zero (only needed with `backward(loss, {.accumulate = true})`).
+  void zero_grad() {
+    for (auto& s : m_slots) std::fill_n(s.grad, s.size, T(0));
+  }
+
+protected:
+  template <class Model> optimizer_base(Model& model, double lr, double clip_norm) : m_lr(lr), m_clip(clip_norm) {
+    detail::check_positive<T>(lr, "learning rate", true);
+    if (clip_norm < 0 || !std::isfinite(clip_norm)) throw value_error("clip_grad_norm must be >= 0 (0 = off)");
+    m_slots = detail::collect<T>(model, m_total);
+  }
+
+  /// The factor by which gradients are scaled this step (global-norm clipping), and counts the step.
+  T begin_step() {
+    ++m_step;
+    if (m_clip <= 0) return T(1);
+    double sq = 0;
+    for (auto& s : m_slots) {
+      if (*s.frozen) continue;
+      using V = lepton::detail::simd_t<T>;
+      constexpr std::size_t W = lepton::detail::lanes_v<V>;
+      V acc = lepton::detail::splat<V>(T(0));
+      std::size_t i = 0;
+      for (; i + W <= s.size; i += W) {
+        V g = lepton::detail::load<V>(s.grad + i);
+        acc = acc + g * g;
+      }
+      double part = static_cast<double>(lepton::detail::m::hsum(acc));
+      for (; i < s.size; ++i) part += double(s.grad[i]) * s.grad[i];
+      sq += part;
+    }
+    m_last_norm = std::sqrt(sq);
+    return m_last_norm > m_clip ? static_cast<T>(m_clip / (m_last_norm + 1e-6)) : T(1);
+  }
+
+  std::vector<detail::slot<T>> m_slots;
+  std::size_t m_total = 0;
+  double m_lr;
+  double m_clip;
+  double m_last_norm = 0;
+  std::uint64_t m_step = 0;
+};
+
+} // namespace lepton::optim

@@ -1,0 +1,72 @@
+#pragma once
+/// @file rmsprop.hpp
+/// @brief RMSprop (PyTorch's form, optional momentum and weight decay).
+
+#include "optimizer.hpp"
+
+namespace lepton::optim {
+
+/// @brief Options of rmsprop.
+struct rmsprop_options {
+  double lr = 1e-2;
+  double alpha = 0.99; ///< smoothing of the squared-gradient average
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double momentum = 0.0;
+  double clip_grad_norm = 0.0;
+};
+
+/// @brief RMSprop: s = alpha s + (1 - alpha) g^2;  p -= lr g / (sqrt(s) + eps) (with momentum: via a buffer).
+template <class T = float> class rmsprop : public optimizer_base<T> {
+public:
+  template <class Model>
+  rmsprop(Model& model, rmsprop_options o = {}) : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+    if (!(o.alpha >= 0 && o.alpha < 1)) throw value_error("rmsprop: alpha must be in [0, 1), got " + std::to_string(o.alpha));
+    detail::check_positive<T>(o.eps, "rmsprop eps");
+    detail::check_positive<T>(o.weight_decay, "rmsprop weight_decay", true);
+    detail::check_positive<T>(o.momentum, "rmsprop momentum", true);
+    m_s = detail::state_buffer<T>(this->m_total);
+    if (o.momentum > 0) m_b = detail::state_buffer<T>(this->m_total);
+  }
+
+  void step() {
+    T const scale = this->begin_step();
+    T const lr = static_cast<T>(this->m_lr), a = static_cast<T>(m_o.alpha), eps = static_cast<T>(m_o.eps);
+    T const wd = static_cast<T>(m_o.weight_decay), mu = static_cast<T>(m_o.momentum);
+    using V = lepton::detail::simd_t<T>;
+    constexpr std::size_t W = lepton::detail::lanes_v<V>;
+    namespace ld = lepton::detail;
+    for (auto& sl : this->m_slots) {
+      if (*sl.frozen) continue;
+      T* sp = m_s.data() + sl.offset;
+      T* bp = m_b.size() ? m_b.data() + sl.offset : nullptr;
+      auto body = [&](auto tag, std::size_t i) {
+        using U = decltype(tag);
+        U p = ld::load<U>(sl.value + i);
+        U g = ld::load<U>(sl.grad + i) * ld::splat<U>(scale) + ld::splat<U>(wd) * p;
+        U s = ld::splat<U>(a) * ld::load<U>(sp + i) + ld::splat<U>(1 - a) * g * g;
+        ld::store<U>(sp + i, s);
+        U upd = g / (ld::m::sqrt(s) + ld::splat<U>(eps));
+        if (bp) {
+          upd = ld::splat<U>(mu) * ld::load<U>(bp + i) + upd;
+          ld::store<U>(bp + i, upd);
+        }
+        ld::store<U>(sl.value + i, p - ld::splat<U>(lr) * upd);
+      };
+      std::size_t i = 0;
+      for (; i + W <= sl.size; i += W) body(V{}, i);
+      for (; i < sl.size; ++i) body(T{}, i);
+    }
+  }
+
+  detail::state_buffer<T>& square_avg() noexcept { return m_s; }
+  detail::state_buffer<T>& momentum_buffer() noexcept { return m_b; }
+
+private:
+  rmsprop_options m_o;
+  detail::state_buffer<T> m_s, m_b;
+};
+template <class Model> rmsprop(Model&, rmsprop_options) -> rmsprop<float>;
+template <class Model> rmsprop(Model&) -> rmsprop<float>;
+
+} // namespace lepton::optim

@@ -1,0 +1,70 @@
+#pragma once
+/// @file sgd.hpp
+/// @brief Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+
+#include "optimizer.hpp"
+
+namespace lepton::optim {
+
+/// @brief Options of sgd (PyTorch's semantics).
+struct sgd_options {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0; ///< L2 penalty added to the gradient
+  bool nesterov = false;
+  double clip_grad_norm = 0.0; ///< clip the global gradient norm to this (0 = off)
+};
+
+/// @brief SGD: v = momentum v + (1 - dampening) g;  p -= lr (nesterov ? g + momentum v : v).
+/// **Example**: `lepton::optim::sgd opt{model, {.lr = 0.1, .momentum = 0.9, .nesterov = true}};`
+template <class T = float> class sgd : public optimizer_base<T> {
+public:
+  template <class Model>
+  sgd(Model& model, sgd_options o = {}) : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+    detail::check_positive<T>(o.momentum, "sgd momentum", true);
+    detail::check_positive<T>(o.weight_decay, "sgd weight_decay", true);
+    if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+      throw value_error("sgd: nesterov needs momentum > 0 and dampening = 0");
+    if (o.momentum > 0) m_v = detail::state_buffer<T>(this->m_total);
+  }
+
+  void step() {
+    T const scale = this->begin_step();
+    T const lr = static_cast<T>(this->m_lr), mu = static_cast<T>(m_o.momentum), wd = static_cast<T>(m_o.weight_decay);
+    T const damp = static_cast<T>(1 - m_o.dampening);
+    bool const first = this->m_step == 1;
+    using V = lepton::detail::simd_t<T>;
+    constexpr std::size_t W = lepton::detail::lanes_v<V>;
+    for (auto& s : this->m_slots) {
+      if (*s.frozen) continue;
+      T* v = m_v.size() ? m_v.data() + s.offset : nullptr;
+      auto body = [&](auto tag, std::size_t i) {
+        using U = decltype(tag);
+        U p = lepton::detail::load<U>(s.value + i);
+        U g = lepton::detail::load<U>(s.grad + i) * lepton::detail::splat<U>(scale) + lepton::detail::splat<U>(wd) * p;
+        if (v) {
+          U vel = first ? g
+                        : lepton::detail::splat<U>(mu) * lepton::detail::load<U>(v + i) + lepton::detail::splat<U>(damp) * g;
+          lepton::detail::store<U>(v + i, vel);
+          g = m_o.nesterov ? g + lepton::detail::splat<U>(mu) * vel : vel;
+        }
+        lepton::detail::store<U>(s.value + i, p - lepton::detail::splat<U>(lr) * g);
+      };
+      std::size_t i = 0;
+      for (; i + W <= s.size; i += W) body(V{}, i);
+      for (; i < s.size; ++i) body(T{}, i);
+    }
+  }
+
+  /// Momentum buffer (empty without momentum), for checkpoints.
+  detail::state_buffer<T>& velocity() noexcept { return m_v; }
+
+private:
+  sgd_options m_o;
+  detail::state_buffer<T> m_v;
+};
+template <class Model> sgd(Model&, sgd_options) -> sgd<float>;
+template <class Model> sgd(Model&) -> sgd<float>;
+
+} // namespace lepton::optim
