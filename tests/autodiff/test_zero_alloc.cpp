@@ -87,3 +87,37 @@ TEST_CASE("forward + backward of a 3-layer MLP allocates nothing after warm-up",
     REQUIRE(std::isfinite(l));
   }
 }
+
+namespace {
+struct mlp {
+  lp::nn::linear<784, 256> fc1;
+  lp::nn::linear<256, 128> fc2;
+  lp::nn::linear<128, 10> fc3;
+  auto operator()(auto const& x) const { return fc3(lp::relu(fc2(lp::relu(fc1(x))))); }
+};
+} // namespace
+
+TEST_CASE("a whole training step (forward, loss, backward, Adam update) allocates nothing after warm-up", "[autodiff][alloc]") {
+  mlp model;
+  lp::nn::init(model, lp::init::kaiming_uniform{}, 1);
+  lp::optim::adam opt{model, {.lr = 1e-3, .clip_grad_norm = 5.0}};
+  lp::tensor<float, lp::dyn, 784> x(64);
+  lp::tensor<int, lp::dyn> y(64);
+  lepton_test::fill_uniform(x, 0, 1, 4);
+  for (std::size_t i = 0; i < 64; ++i) y(i) = int(i % 10);
+  std::size_t correct = 0;
+  auto step = [&] {
+    float l = lp::backward(lp::loss::cross_entropy(model(x), y), {.correct = &correct});
+    opt.step();
+    return l;
+  };
+  float first = step();
+  step();
+  g_allocs = 0;
+  g_counting = true;
+  float l = 0;
+  for (int i = 0; i < 20; ++i) l = step();
+  g_counting = false;
+  REQUIRE(g_allocs.load() == 0);
+  REQUIRE(l < first); // it learns the batch
+}

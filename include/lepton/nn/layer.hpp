@@ -30,7 +30,7 @@ template <class M, class F> void walk_objects(M& m, F& f) {
   } else if constexpr (is_std_array<U>::value || std::is_array_v<U>) {
     for (auto& e : m) walk_objects(e, f);
   } else if constexpr (reflectable<U>()) {
-    boost::pfr::for_each_field(m, [&](auto& field) { walk_objects(field, f); });
+    std::apply([&](auto&... field) { (walk_objects(field, f), ...); }, tie_fields(m));
   }
 }
 } // namespace detail

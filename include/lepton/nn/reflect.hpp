@@ -1,7 +1,7 @@
 #pragma once
 /// @file reflect.hpp
 /// @brief Finding the parameters of a model: a plain aggregate of layers, nested aggregates,
-///        `std::array`s and C arrays of them, reflected with Boost.PFR.
+///        `std::array`s and C arrays of them, reflected like Boost.PFR does (see fields.hpp).
 ///
 /// **Naming scheme** (used by checkpoints): a parameter's name is the dot-joined path from the
 /// model to it. Each step is the member's name when the type gives names with a
@@ -9,7 +9,6 @@
 /// and its position otherwise (like PyTorch's `Sequential`): `0.weight`, `2.layers.1.bias`.
 
 #include <array>
-#include <boost/pfr.hpp>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "../core/param.hpp"
+#include "fields.hpp"
 
 namespace lepton::nn {
 
@@ -48,18 +48,24 @@ template <class M, class F> void walk(M& m, std::string const& prefix, F& f);
 template <class M, class F> void walk_fields(M& m, std::string const& prefix, F& f) {
   using U = std::remove_cv_t<M>;
   std::size_t i = 0;
-  boost::pfr::for_each_field(m, [&](auto& field) {
-    std::string name;
-    if constexpr (has_names<U>) {
-      static_assert(std::size(U::lepton_names) == boost::pfr::tuple_size_v<U>,
-                    "lepton: lepton_names must name every member of the struct, in order");
-      name = U::lepton_names[i];
-    } else {
-      name = std::to_string(i);
-    }
-    ++i;
-    walk(field, join(prefix, name), f);
-  });
+  std::apply(
+      [&](auto&... field) {
+        auto one = [&](auto& fld) {
+          std::string name;
+          if constexpr (has_names<U>) {
+            static_assert(std::size(U::lepton_names) == field_count<U>(),
+                          "lepton: lepton_names must name every member of the struct, in order");
+            name = U::lepton_names[i];
+          } else {
+            name = std::to_string(i);
+          }
+          ++i;
+          walk(fld, join(prefix, name), f);
+        };
+        (one(field), ...);
+        (void)one;
+      },
+      tie_fields(m));
 }
 
 template <class M, class F> void walk(M& m, std::string const& prefix, F& f) {
@@ -78,8 +84,8 @@ template <class M, class F> void walk(M& m, std::string const& prefix, F& f) {
 }
 
 template <class T> constexpr std::size_t count_params();
-template <class T, std::size_t... I> constexpr std::size_t count_fields(std::index_sequence<I...>) {
-  return (std::size_t{0} + ... + count_params<boost::pfr::tuple_element_t<I, T>>());
+template <class Tuple, std::size_t... I> constexpr std::size_t count_fields(std::index_sequence<I...>) {
+  return (std::size_t{0} + ... + count_params<std::remove_reference_t<std::tuple_element_t<I, Tuple>>>());
 }
 template <class T> constexpr std::size_t count_params() {
   using U = std::remove_cv_t<T>;
@@ -87,7 +93,10 @@ template <class T> constexpr std::size_t count_params() {
   else if constexpr (requires { U::lepton_parameter_count; }) return U::lepton_parameter_count;
   else if constexpr (is_std_array<U>::value) return std::tuple_size_v<U> * count_params<typename U::value_type>();
   else if constexpr (std::is_array_v<U>) return std::extent_v<U> * count_params<std::remove_extent_t<U>>();
-  else if constexpr (reflectable<U>()) return count_fields<U>(std::make_index_sequence<boost::pfr::tuple_size_v<U>>{});
+  else if constexpr (reflectable<U>()) {
+    using tup = fields_tuple_t<U>;
+    return count_fields<tup>(std::make_index_sequence<std::tuple_size_v<tup>>{});
+  }
   else return 0;
 }
 } // namespace detail
