@@ -78,8 +78,17 @@ int main(int argc, char** argv) {
     mlp model;
     lp::nn::init(model, lp::init::kaiming_uniform{}, o.seed);
     lp::optim::adam opt{model, {.lr = o.lr}};
+    // Cosine annealing of the learning rate over the run: the last epochs settle the weights.
+    lp::optim::cosine_lr sched{opt, o.epochs};
     auto hist = lp::train::fit(model, opt, lp::loss::cross_entropy, train, test,
-                               {.epochs = o.epochs, .batch = o.batch, .seed = o.seed, .log_csv = o.log_csv});
+                               {.epochs = o.epochs,
+                                .batch = o.batch,
+                                .seed = o.seed,
+                                .log_csv = o.log_csv,
+                                .on_epoch = [&](lp::train::epoch_stats const&) {
+                                  sched.step();
+                                  return true;
+                                }});
 
     double samples = 0, seconds = 0;
     for (auto const& e : hist.history) {

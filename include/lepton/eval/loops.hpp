@@ -79,6 +79,8 @@ private:
   bool m_inner = true, m_scalar = false, m_contig = true;
 };
 
+template <class G> inline constexpr bool is_view_v = requires { G::is_view; };
+
 /// A single value broadcast everywhere (the gradient of a full reduction, a scalar constant).
 template <class T> struct scalar_ev {
   using value_type = T;

@@ -64,7 +64,7 @@ template <class Ev> auto value_of(eval_context& ctx, Ev& ev) {
 
 /// A gradient loadable over shape s as a contiguous buffer (no copy if it already is one).
 template <class T, std::size_t R, class G> view_ev<T, R> grad_value(eval_context& ctx, G& g, shape_t<R> const& s) {
-  if constexpr (requires { G::is_view; }) {
+  if constexpr (is_view_v<G>) {
     if (g.size() == shape_size(s) && g.shape() == s) return view_ev<T, R>(g.ptr, s);
   }
   T* p = ctx.alloc<T>(shape_size(s));
@@ -76,6 +76,12 @@ template <class T, std::size_t R, class G> view_ev<T, R> grad_value(eval_context
 /// Sums a gradient over the dimensions along which a child of shape cs was broadcast to shape s.
 template <class T, std::size_t R, std::size_t RC, class G>
 view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, shape_t<RC> const& cs) {
+  if constexpr (!is_view_v<G>) {
+    // Reductions run over materialised gradients only: one instantiation per rank, and the
+    // gradient is usually needed materialised by the other operand anyway.
+    auto gv = grad_value<T>(ctx, g, s);
+    return reduce_to_shape<T>(ctx, gv, s, cs);
+  } else {
   T* out = ctx.alloc<T>(shape_size(cs));
   if (shape_size(cs) == 1) {
     g.bind(s);
@@ -112,6 +118,7 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
     return view_ev<T, RC>(out, cs);
   }
   return view_ev<T, RC>(prev.ptr, cs);
+  }
   }
 }
 

@@ -359,19 +359,43 @@ template <class Op, class A, class B> struct evaluator<binary_node<Op, A, B>> {
   }
   template <class G> void backward(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
+      bool const ga = Ea::may_need_grad && a.needs_grad(ctx), gb = Eb::may_need_grad && b.needs_grad(ctx);
+      if constexpr (!is_view_v<G>) {
+        // Both operands need the gradient and one of them is broadcast: compute it once, then
+        // hand the same buffer to both (the reduction and e.g. a GEMM read it; no recomputation).
+        if (ga && gb && (!same_shape(a.shape()) || !same_shape(b.shape()))) {
+          auto gv = grad_value<value_type>(ctx, g, shp);
+          backward(ctx, gv);
+          return;
+        }
+      }
       if constexpr (Ea::may_need_grad) {
-        if (a.needs_grad(ctx)) {
-          binary_grad<0, Op, Ea, Eb, G> ga{op, a, b, g};
-          push_grad(ctx, a, ga, shp);
+        if (ga) {
+          if constexpr (std::is_same_v<Op, op::add> || std::is_same_v<Op, op::sub>) {
+            push_grad(ctx, a, g, shp); // d(a +- b)/da = 1: pass the gradient through unchanged
+          } else {
+            binary_grad<0, Op, Ea, Eb, G> gr{op, a, b, g};
+            push_grad(ctx, a, gr, shp);
+          }
         }
       }
       if constexpr (Eb::may_need_grad) {
-        if (b.needs_grad(ctx)) {
-          binary_grad<1, Op, Ea, Eb, G> gb{op, a, b, g};
-          push_grad(ctx, b, gb, shp);
+        if (gb) {
+          if constexpr (std::is_same_v<Op, op::add>) {
+            push_grad(ctx, b, g, shp);
+          } else {
+            binary_grad<1, Op, Ea, Eb, G> gr{op, a, b, g};
+            push_grad(ctx, b, gr, shp);
+          }
         }
       }
     }
+  }
+
+private:
+  template <std::size_t RC> bool same_shape(shape_t<RC> const& cs) const {
+    if constexpr (RC == rank) return cs == shp;
+    else return false;
   }
 };
 
