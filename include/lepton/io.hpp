@@ -1,7 +1,8 @@
 #pragma once
 /// @file io.hpp
-/// @brief The io module: tensors to and from files. safetensors (checkpoints), .npy and .npz (numpy
-///        interoperation), all written atomically and validated on load. See docs/io.md.
+/// @brief The io module: tensors to and from files. safetensors (models and training checkpoints),
+///        .npy and .npz (numpy interoperation), all written atomically and validated on load.
+///        See docs/io.md.
 ///
 /// **Example**:
 /// ```
@@ -12,6 +13,7 @@
 /// ```
 
 #include "io/atomic_file.hpp"
+#include "io/checkpoint.hpp"
 #include "io/dtype.hpp"
 #include "io/dyn_tensor.hpp"
 #include "io/npy.hpp"

@@ -23,6 +23,7 @@
 #include "expr/shape_ops.hpp"
 #include "expr/dropout.hpp"
 
+#include "eval/anomaly.hpp"
 #include "eval/assign.hpp"
 
 #include "autodiff/grad.hpp"

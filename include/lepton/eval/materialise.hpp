@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "../core/shape.hpp"
+#include "anomaly.hpp"
 #include "context.hpp"
 #include "loops.hpp"
 
@@ -15,10 +16,19 @@ namespace lepton::detail {
 
 template <class Ev> constexpr bool is_gemm_ev = requires { Ev::is_gemm; };
 
+template <class Ev> struct node_of {
+  using type = void;
+};
+template <class Ev>
+  requires requires { typename Ev::node; }
+struct node_of<Ev> {
+  using type = typename Ev::node;
+};
+
 /// Evaluates `ev` (not yet forwarded) into contiguous memory `dst` shaped like `ev.shape()`.
 /// A 2-D group reading exactly one matmul of its own shape runs as that GEMM's epilogue: each C
 /// block is transformed right after the GEMM finishes it, while it is still in cache.
-template <class T, class Ev> void materialise_into(eval_context& ctx, Ev& ev, T* dst) {
+template <class T, class Ev> void materialise_into_impl(eval_context& ctx, Ev& ev, T* dst) {
   auto const s = ev.shape();
   if constexpr (is_gemm_ev<Ev>) {
     ev.set_output(dst);
@@ -46,6 +56,58 @@ template <class T, class Ev> void materialise_into(eval_context& ctx, Ev& ev, T*
   run_assign(dst, ev, s, false);
 }
 
+/// Anomaly mode: within a fused group that produced a non-finite value, the innermost node whose
+/// own values are non-finite while its children's are finite (children first, depth first).
+template <class Ev, std::size_t R> bool locate_nonfinite(Ev const& ev, shape_t<R> const& s, std::string& where) {
+  using T = typename Ev::value_type;
+  bool found = false;
+  auto child = [&](auto const& c) {
+    using C = std::remove_cvref_t<decltype(c)>;
+    if constexpr (requires { typename C::node; } && C::rank <= R) {
+      if (!found && !C::has_buffer) found = locate_nonfinite(c, s, where);
+    }
+  };
+  if constexpr (requires { ev.a; }) child(ev.a);
+  if constexpr (requires { ev.b; }) child(ev.b);
+  if constexpr (requires { ev.c; }) child(ev.c);
+  if (found) return true;
+  std::size_t const n = shape_size(s);
+  std::size_t const inner = R ? s[R - 1] : 1;
+  std::size_t idx[R > 1 ? R - 1 : 1] = {};
+  for (std::size_t i = 0; i < n && inner; i += inner) {
+    if constexpr (R > 0) unravel_row<R>(i / inner, s, idx);
+    for (std::size_t c = 0; c < inner; ++c)
+      if (!std::isfinite(static_cast<double>(ev.template load_row<T, R>(idx, c)))) {
+        where = description<typename node_of<Ev>::type>();
+        return true;
+      }
+  }
+  return false;
+}
+
+/// Anomaly mode: throws if the value just computed by `ev` into `p` holds a non-finite element,
+/// naming the innermost fused node responsible.
+template <class T, class Ev> void anomaly_forward(Ev& ev, T const* p, std::size_t n) {
+  if (!anomaly_flag().load(std::memory_order_relaxed)) return;
+  std::size_t const i = first_nonfinite(p, n);
+  if (i == n) return;
+  std::string where = description<typename node_of<Ev>::type>(), inner;
+  if constexpr (!Ev::has_buffer) {
+    if (locate_nonfinite(ev, ev.shape(), inner)) where = inner + ", inside " + where;
+  } else if constexpr (requires { ev.a; }) { // a reduction reads its fused input lazily
+    using A = std::remove_cvref_t<decltype(ev.a)>;
+    if constexpr (requires { typename A::node; } && !A::has_buffer) {
+      if (locate_nonfinite(ev.a, ev.a.shape(), inner)) where = inner + ", inside " + where;
+    }
+  }
+  throw_anomaly("forward", where, std::isnan(static_cast<double>(p[i])), i, n);
+}
+
+template <class T, class Ev> void materialise_into(eval_context& ctx, Ev& ev, T* dst) {
+  materialise_into_impl(ctx, ev, dst);
+  anomaly_forward(ev, dst, shape_size(ev.shape()));
+}
+
 /// The value of an evaluator as a view: its own buffer if it has one, else materialised in the arena.
 template <class Ev> auto value_of(eval_context& ctx, Ev& ev) {
   using T = typename Ev::value_type;
@@ -53,6 +115,7 @@ template <class Ev> auto value_of(eval_context& ctx, Ev& ev) {
   if constexpr (Ev::has_buffer) {
     ev.forward(ctx, nullptr);
     view_ev<T, R> v = ev.buffer();
+    anomaly_forward(ev, v.ptr, v.size());
     return v;
   } else {
     auto s = ev.shape();
@@ -62,6 +125,11 @@ template <class Ev> auto value_of(eval_context& ctx, Ev& ev) {
   }
 }
 
+struct gradient_tag {};
+template <> struct describe<gradient_tag> {
+  static std::string get() { return "a gradient"; }
+};
+
 /// A gradient loadable over shape s as a contiguous buffer (no copy if it already is one).
 template <class T, std::size_t R, class G> view_ev<T, R> grad_value(eval_context& ctx, G& g, shape_t<R> const& s) {
   if constexpr (is_view_v<G>) {
@@ -70,6 +138,7 @@ template <class T, std::size_t R, class G> view_ev<T, R> grad_value(eval_context
   T* p = ctx.alloc<T>(shape_size(s));
   g.bind(s);
   run_assign(p, g, s, false);
+  anomaly_check<gradient_tag>(p, shape_size(s), "backward");
   return view_ev<T, R>(p, s);
 }
 

@@ -109,6 +109,9 @@ template <class A> struct evaluator<dropout_node<A>> {
     }
   }
 };
+template <class A> struct describe<dropout_node<A>> {
+  static std::string get() { return "dropout(" + describe<A>::get() + ")"; }
+};
 } // namespace detail
 
 /// @brief Inverted dropout with drop probability p in [0, 1] and a mask seed.

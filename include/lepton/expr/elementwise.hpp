@@ -459,6 +459,21 @@ template <class C, class A, class B> struct evaluator<where_node<C, A, B>> {
   }
 };
 
+template <class Op, class A> struct describe<unary_node<Op, A>> {
+  static std::string get() { return std::string(Op::name) + "(" + describe<A>::get() + ")"; }
+};
+template <class Op, class A, class B> struct describe<binary_node<Op, A, B>> {
+  static std::string get() { return std::string(Op::name) + "(" + describe<A>::get() + ", " + describe<B>::get() + ")"; }
+};
+template <class C, class A, class B> struct describe<where_node<C, A, B>> {
+  static std::string get() {
+    return "where(" + describe<C>::get() + ", " + describe<A>::get() + ", " + describe<B>::get() + ")";
+  }
+};
+template <class A> struct describe<stop_gradient_node<A>> {
+  static std::string get() { return "stop_gradient(" + describe<A>::get() + ")"; }
+};
+
 template <class A> struct evaluator<stop_gradient_node<A>> : evaluator<A> {
   using base = evaluator<A>;
   static constexpr bool may_need_grad = false;

@@ -125,14 +125,25 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
 private:
   template <class Child, class Run> static void backward_operand(eval_context& ctx, Child& c, shape_t<2> s, Run run) {
     if constexpr (requires { c.sink(ctx); }) {
-      if (auto snk = c.sink(ctx); snk.ptr) run(snk.add ? T(1) : T(0), snk.ptr);
+      if (auto snk = c.sink(ctx); snk.ptr) {
+        run(snk.add ? T(1) : T(0), snk.ptr);
+        anomaly_check<node>(snk.ptr, shape_size(s), "backward");
+      }
     } else {
       T* d = ctx.alloc<T>(shape_size(s));
       run(T(0), d);
+      anomaly_check<node>(d, shape_size(s), "backward");
       view_ev<T, 2> dv(d, s);
       c.backward(ctx, dv);
     }
   }
+};
+
+template <class A, class B> struct describe<matmul_node<A, B>> {
+  static std::string get() { return "matmul(" + describe<A>::get() + ", " + describe<B>::get() + ")"; }
+};
+template <class A> struct describe<transpose_node<A>> {
+  static std::string get() { return "transpose(" + describe<A>::get() + ")"; }
 };
 
 template <class A> struct evaluator<transpose_node<A>> {

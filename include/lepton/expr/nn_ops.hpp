@@ -138,6 +138,7 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>> {
                          for (std::size_t c = 0; c < n; ++c) dr[c] = Log ? gr[c] - std::exp(y[c]) * s : y[c] * (gr[c] - s);
                        }
                      });
+      anomaly_check<node>(d, shape_size(shp), "backward");
       view_ev<T, rank> dv(d, shp);
       a.backward(ctx, dv);
     }
@@ -253,6 +254,7 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
               for (std::size_t k = 0; k < C; ++k) dr[k] -= gv.ptr[r] * m_labels[r * C + k];
           }
         });
+        anomaly_check<node>(d, B * C, "backward");
         view_ev<T, 2> dv(d, xs);
         a.backward(ctx, dv);
       }
@@ -271,6 +273,13 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
 
 private:
   label_t const* m_labels = nullptr;
+};
+
+template <bool Log, class A> struct describe<softmax_node<Log, A>> {
+  static std::string get() { return std::string(Log ? "log_softmax(" : "softmax(") + describe<A>::get() + ")"; }
+};
+template <class A, class L> struct describe<softmax_xent_node<A, L>> {
+  static std::string get() { return "cross_entropy(" + describe<A>::get() + ", " + describe<L>::get() + ")"; }
 };
 
 } // namespace detail

@@ -22,6 +22,7 @@
 #include "../core/expr_base.hpp"
 #include "../core/param.hpp"
 #include "../core/tensor.hpp"
+#include "../eval/anomaly.hpp"
 #include "../eval/loops.hpp"
 
 namespace lepton {
@@ -175,6 +176,7 @@ template <class Holder, bool NoGrad> struct evaluator<dense_leaf<Holder, NoGrad>
       if (auto s = sink(ctx); s.ptr) {
         g.bind(this->shp);
         run_assign(s.ptr, g, this->shp, s.add);
+        anomaly_check<node>(s.ptr, this->size(), "backward");
       }
     }
   }
@@ -213,6 +215,7 @@ template <class P> struct evaluator<param_leaf<P>> : view_ev<typename P::value_t
     if (auto s = sink(ctx); s.ptr) {
       g.bind(this->shp);
       run_assign(s.ptr, g, this->shp, s.add);
+      anomaly_check<node>(s.ptr, this->size(), "backward");
     }
   }
 };
@@ -228,6 +231,16 @@ template <class T> struct evaluator<scalar_leaf<T>> : scalar_ev<T> {
   bool needs_grad(eval_context const&) const { return false; }
   template <class G> void backward(eval_context&, G&) {}
   bool reads(void const*, void const*) const { return false; }
+};
+
+template <class H, bool N> struct describe<dense_leaf<H, N>> {
+  static std::string get() { return N ? "constant" : "tensor"; }
+};
+template <class P> struct describe<param_leaf<P>> {
+  static std::string get() { return "param"; }
+};
+template <class T> struct describe<scalar_leaf<T>> {
+  static std::string get() { return "scalar"; }
 };
 
 } // namespace detail

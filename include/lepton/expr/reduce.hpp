@@ -216,6 +216,12 @@ template <class O> constexpr std::size_t axis_of() {
   else return all_axes;
 }
 
+template <class Kind, std::size_t Axis, bool Keep, class A> struct describe<reduce_node<Kind, Axis, Keep, A>> {
+  static std::string get() {
+    return std::string(Kind::name) + "(" + describe<A>::get() + (Axis == all_axes ? "" : ", axis " + std::to_string(Axis)) + ")";
+  }
+};
+
 template <class Kind, class X, class... Opt> auto make_reduce(X&& x, Opt...) {
   using E = expr_of<X>;
   constexpr bool keep = (std::is_same_v<Opt, keepdims_t> || ...);

@@ -72,6 +72,10 @@ template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...
   }
 };
 
+template <class A, std::size_t... Dims> struct describe<reshape_node<A, Dims...>> {
+  static std::string get() { return "reshape(" + describe<A>::get() + ")"; }
+};
+
 template <class D> struct flat_dims;
 template <std::size_t D0, std::size_t... Rest> struct flat_dims<dims<D0, Rest...>> {
   static constexpr std::size_t rest = dims<Rest...>::static_size;

@@ -67,6 +67,11 @@ public:
   /// First and second moment buffers (flat, parameters in reflection order), for checkpoints.
   state_buffer<T>& first_moment() noexcept { return m_m; }
   state_buffer<T>& second_moment() noexcept { return m_v; }
+  /// Visits the state for checkpoints (see stateful_optimizer): `m` and `v`, per parameter.
+  template <class F> void for_each_state(F&& f) {
+    this->visit_state("m", m_m, f);
+    this->visit_state("v", m_v, f);
+  }
 
 private:
   adam_options m_o;

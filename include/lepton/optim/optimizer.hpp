@@ -33,6 +33,28 @@ concept optimizer = requires(O& o, double lr) {
 };
 
 namespace detail {
+/// What a for_each_state visitor must accept (for the stateful_optimizer concept only).
+template <class T> struct state_visitor_archetype {
+  void operator()(std::string_view state, std::string_view param, T* data, std::size_t size) const;
+};
+} // namespace detail
+
+/// @brief Satisfied by optimizers whose whole state can be saved and restored (checkpoints): the
+///        learning rate (`lr()`/`set_lr()`), the step count (`steps()`/`set_steps()`) and every state
+///        buffer, visited per parameter by `for_each_state(f)` as
+///        `f(std::string_view state, std::string_view parameter, T* data, std::size_t size)` in
+///        parameter (reflection) order. lepton's sgd, adam, adamw and rmsprop satisfy it.
+/// **Example**: `static_assert(lepton::optim::stateful_optimizer<lepton::optim::adam<float>>);`
+template <class O>
+concept stateful_optimizer =
+    optimizer<O> && requires(O& o, std::uint64_t n) {
+      typename O::value_type;
+      { o.steps() } -> std::convertible_to<std::uint64_t>;
+      o.set_steps(n);
+      o.for_each_state(detail::state_visitor_archetype<typename O::value_type>{});
+    };
+
+namespace detail {
 
 /// One parameter seen by an optimizer.
 template <class T> struct slot {
@@ -103,6 +125,10 @@ public:
   }
   /// Number of step() calls so far.
   std::uint64_t steps() const noexcept { return m_step; }
+  /// Sets the step count (restoring a checkpoint): the next step() is step `n + 1`. Adam's bias
+  /// correction and SGD's first-step rule depend on it.
+  /// **Example**: `opt.set_steps(1200);`
+  void set_steps(std::uint64_t n) noexcept { m_step = n; }
   /// Global gradient norm measured by the last step() (before clipping); 0 if clipping is off.
   double last_grad_norm() const noexcept { return m_last_norm; }
   /// Number of parameter tensors and scalars.
@@ -142,6 +168,13 @@ protected:
     }
     m_last_norm = std::sqrt(sq);
     return m_last_norm > m_clip ? static_cast<T>(m_clip / (m_last_norm + 1e-6)) : T(1);
+  }
+
+  /// Calls `f(state, parameter name, data, size)` for each parameter's slice of a state buffer
+  /// (nothing for an empty buffer, e.g. sgd without momentum). Derived classes' for_each_state use it.
+  template <class F> void visit_state(std::string_view state, detail::state_buffer<T>& buf, F& f) {
+    if (buf.size() == 0) return;
+    for (auto& s : m_slots) f(state, std::string_view(s.name), buf.data() + s.offset, s.size);
   }
 
   std::vector<detail::slot<T>> m_slots;

@@ -61,6 +61,12 @@ public:
 
   detail::state_buffer<T>& square_avg() noexcept { return m_s; }
   detail::state_buffer<T>& momentum_buffer() noexcept { return m_b; }
+  /// Visits the state for checkpoints (see stateful_optimizer): `square_avg`, and `momentum_buffer`
+  /// with momentum, per parameter.
+  template <class F> void for_each_state(F&& f) {
+    this->visit_state("square_avg", m_s, f);
+    this->visit_state("momentum_buffer", m_b, f);
+  }
 
 private:
   rmsprop_options m_o;

@@ -4,13 +4,35 @@
 ///
 /// A scheduler holds a reference to an optimizer and sets its learning rate; call `step()` once
 /// per epoch (`reduce_on_plateau::step(metric)` with the monitored value).
+///
+/// **State** (for checkpoints): every scheduler has `for_each_state(f)`, which calls
+/// `f(std::string_view name, double& value)` or `f(std::string_view name, std::size_t& value)` for
+/// each member that changes during training or that it captured from the optimizer at construction
+/// (`lr0`, `epoch`; `best`, `bad_epochs`), so that a scheduler built anew after a restart can be put
+/// back in the same state (lepton::io::save_checkpoint / load_checkpoint do this).
 
 #include <cmath>
+#include <cstddef>
 #include <limits>
+#include <string_view>
 
 #include "optimizer.hpp"
 
 namespace lepton::optim {
+
+namespace detail {
+/// What a scheduler's for_each_state visitor must accept (for the stateful_scheduler concept only).
+struct scheduler_state_archetype {
+  void operator()(std::string_view name, double& value) const;
+  void operator()(std::string_view name, std::size_t& value) const;
+};
+} // namespace detail
+
+/// @brief Satisfied by schedulers whose state can be saved and restored: `for_each_state(f)` visits
+///        (name, double&) and (name, std::size_t&) pairs (see the file comment).
+/// **Example**: `static_assert(lepton::optim::stateful_scheduler<lepton::optim::cosine_lr<lepton::optim::adam<>>>);`
+template <class S>
+concept stateful_scheduler = requires(S& s) { s.for_each_state(detail::scheduler_state_archetype{}); };
 
 /// @brief lr = lr0 * gamma^(epoch / step_size).
 template <optimizer O> class step_lr {
@@ -19,6 +41,11 @@ public:
     if (step_size == 0) throw value_error("step_lr: step_size must be > 0");
   }
   void step() { m_opt.set_lr(m_lr0 * std::pow(m_gamma, double(++m_epoch / m_size))); }
+  /// Visits `lr0` and `epoch` (checkpoints).
+  template <class F> void for_each_state(F&& f) {
+    f(std::string_view("lr0"), m_lr0);
+    f(std::string_view("epoch"), m_epoch);
+  }
 
 private:
   O& m_opt;
@@ -32,6 +59,11 @@ template <optimizer O> class exponential_lr {
 public:
   exponential_lr(O& opt, double gamma) : m_opt(opt), m_lr0(opt.lr()), m_gamma(gamma) {}
   void step() { m_opt.set_lr(m_lr0 * std::pow(m_gamma, double(++m_epoch))); }
+  /// Visits `lr0` and `epoch` (checkpoints).
+  template <class F> void for_each_state(F&& f) {
+    f(std::string_view("lr0"), m_lr0);
+    f(std::string_view("epoch"), m_epoch);
+  }
 
 private:
   O& m_opt;
@@ -49,6 +81,11 @@ public:
   void step() {
     double e = double(std::min(++m_epoch, m_tmax));
     m_opt.set_lr(m_min + (m_lr0 - m_min) * 0.5 * (1 + std::cos(3.141592653589793 * e / double(m_tmax))));
+  }
+  /// Visits `lr0` and `epoch` (checkpoints).
+  template <class F> void for_each_state(F&& f) {
+    f(std::string_view("lr0"), m_lr0);
+    f(std::string_view("epoch"), m_epoch);
   }
 
 private:
@@ -74,6 +111,11 @@ public:
       m_opt.set_lr(std::max(m_min, m_opt.lr() * m_factor));
       m_bad = 0;
     }
+  }
+  /// Visits `best` and `bad_epochs` (checkpoints).
+  template <class F> void for_each_state(F&& f) {
+    f(std::string_view("best"), m_best);
+    f(std::string_view("bad_epochs"), m_bad);
   }
 
 private:

@@ -59,6 +59,9 @@ public:
 
   /// Momentum buffer (empty without momentum), for checkpoints.
   detail::state_buffer<T>& velocity() noexcept { return m_v; }
+  /// Visits the state for checkpoints (see stateful_optimizer): `velocity` per parameter (none
+  /// without momentum).
+  template <class F> void for_each_state(F&& f) { this->visit_state("velocity", m_v, f); }
 
 private:
   sgd_options m_o;

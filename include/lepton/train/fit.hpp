@@ -55,7 +55,12 @@ enum class progress { automatic, bar, lines, none };
 
 /// @brief Options of fit.
 struct fit_options {
-  std::size_t epochs = 1;
+  std::size_t epochs = 1; ///< total number of epochs: fit runs epochs start_epoch .. epochs - 1
+  /// First epoch to run (0-based), to resume: after restoring a checkpoint written after k epochs
+  /// (lepton::io::train_state::epoch == k) pass `start_epoch = k` and the same `epochs`, `seed` and
+  /// `batch`. The data order of epoch e depends only on (seed, e), so the run continues exactly.
+  /// Early-stopping counters start afresh.
+  std::size_t start_epoch = 0;
   std::size_t batch = 32;
   bool shuffle = true;
   std::uint64_t seed = 0;   ///< shuffling seed
@@ -67,6 +72,9 @@ struct fit_options {
   std::optional<early_stopping> early_stop{};
   /// Called after each epoch; return false to stop training.
   std::function<bool(epoch_stats const&)> on_epoch{};
+  /// Called after each epoch, after on_epoch (so a scheduler stepped there is saved in its new
+  /// state) and before fit stops for on_epoch or early stopping: e.g. a lepton::io::checkpointer.
+  std::function<void(epoch_stats const&)> on_checkpoint{};
   /// Throw lepton::numeric_error when a batch loss is NaN or infinite (else keep going).
   bool stop_on_nonfinite = true;
 };
@@ -166,7 +174,7 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
   fit_result result;
   double best = std::numeric_limits<double>::infinity();
   std::size_t bad_epochs = 0;
-  for (std::size_t e = 0; e < o.epochs; ++e) {
+  for (std::size_t e = o.start_epoch; e < o.epochs; ++e) {
     epoch_stats st;
     st.epoch = e + 1;
     st.lr = opt.lr();
@@ -228,7 +236,9 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
             << ",\"lr\":" << detail::json_num(st.lr) << "}\n"
             << std::flush;
     }
-    if (o.on_epoch && !o.on_epoch(st)) break;
+    bool const go_on = !o.on_epoch || o.on_epoch(st);
+    if (o.on_checkpoint) o.on_checkpoint(st);
+    if (!go_on) break;
     if (o.early_stop) {
       double monitored = val ? st.val_loss : st.train_loss;
       if (monitored < best - o.early_stop->min_delta) {

@@ -1,0 +1,944 @@
+#pragma once
+/// @file conv.hpp
+/// @brief Convolutional-network ops on NCHW tensors: conv2d, max/avg pooling, global average
+///        pooling and batch normalisation. Each op's forward kernel and backward rule live together
+///        in its evaluator, like matmul's in linalg.hpp.
+///
+/// All of them are materialisation boundaries: their output is an arena buffer, so an elementwise
+/// chain that follows (bias, ReLU, residual adds) is one fused pass over it.
+///
+/// **conv2d** runs as im2col + lepton's packed GEMM, one image at a time: for image n,
+/// `col = im2col(x[n])` is (C*KH*KW, OH*OW) and `y[n] (O, OH*OW) = W (O, C*KH*KW) x col`, which is
+/// already NCHW; the bias is added in the GEMM's epilogue while each block is in cache. A 1x1,
+/// stride-1, unpadded convolution reads x[n] directly as `col`. Images are spread over the thread
+/// pool; each thread owns one col buffer from the arena. The backward pass computes, per image,
+/// `dcol = W^T dy[n]` followed by col2im (dx) and `dW += dy[n] col^T` (col is recomputed, which costs
+/// less than storing it for the whole batch). Partial dW/db sums are kept per fixed chunk of images
+/// and added in chunk order, so results do not depend on the number of threads.
+///
+/// Shapes: spatial sizes are static when the input's are (the batch may be `dyn`), and every
+/// mismatch that is visible at compile time (channels, a kernel larger than the padded input) is a
+/// `static_assert` naming both dimensions; the rest throws lepton::shape_error at evaluation.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "../backend/cpu/gemm.hpp"
+#include "elementwise.hpp"
+
+namespace lepton {
+
+// ============================================================================ compile-time checks
+// Each check is a class template whose arguments are the dimensions involved, so the compiler's
+// note under `static assertion failed: lepton: ...` names them (see core/constraints.hpp).
+
+/// @brief conv2d / batch_norm: the input's channel dimension must be what the layer expects.
+template <std::size_t Expected, std::size_t Actual> struct conv_input_channels {
+  static constexpr bool value = Expected == dyn || Actual == dyn || Expected == Actual;
+};
+
+/// @brief conv2d: the padded input extent must hold the dilated kernel extent.
+template <std::size_t PaddedInput, std::size_t KernelExtent> struct conv_kernel_fits {
+  static constexpr bool value = PaddedInput == dyn || KernelExtent == dyn || PaddedInput >= KernelExtent;
+};
+
+/// @brief Pooling: the padded input extent must hold the window.
+template <std::size_t PaddedInput, std::size_t Window> struct pool_window_fits {
+  static constexpr bool value = PaddedInput == dyn || PaddedInput >= Window;
+};
+
+/// @brief batch_norm<C>: the input's channel dimension (dimension 1) must be C.
+template <std::size_t Expected, std::size_t Actual> struct batch_norm_channels {
+  static constexpr bool value = Expected == dyn || Actual == dyn || Expected == Actual;
+};
+
+/// @brief A 4-D (batch, channels, height, width) input is required; the argument is the rank given.
+template <std::size_t Rank> struct nchw_input_rank {
+  static constexpr bool value = Rank == 4;
+};
+
+namespace detail {
+
+/// Output extent of a convolution or pooling window along one axis (dyn stays dyn).
+constexpr std::size_t window_out(std::size_t in, std::size_t k, std::size_t s, std::size_t p, std::size_t d) {
+  if (in == dyn || k == dyn) return dyn;
+  std::size_t const ext = d * (k - 1) + 1;
+  if (in + 2 * p < ext) return 0; // reported by a static_assert
+  return (in + 2 * p - ext) / s + 1;
+}
+constexpr std::size_t kernel_extent(std::size_t k, std::size_t d) { return k == dyn ? dyn : d * (k - 1) + 1; }
+constexpr std::size_t padded(std::size_t in, std::size_t p) { return in == dyn ? dyn : in + 2 * p; }
+
+inline std::size_t window_out_rt(std::size_t in, std::size_t k, std::size_t s, std::size_t p, std::size_t d,
+                                 char const* op, char const* axis) {
+  std::size_t const ext = d * (k - 1) + 1;
+  if (k == 0 || in + 2 * p < ext)
+    throw shape_error(std::string(op) + ": the " + axis + " extent " + std::to_string(in) + " (+ 2 x padding " +
+                      std::to_string(p) + ") is smaller than the window extent " + std::to_string(ext));
+  return (in + 2 * p - ext) / s + 1;
+}
+
+/// Runtime geometry of a 2-D window op on one image.
+struct conv_geometry {
+  std::size_t c = 0, h = 0, w = 0;  // input channels and extent
+  std::size_t kh = 0, kw = 0;       // window
+  std::size_t oh = 0, ow = 0;       // output extent
+  std::size_t s = 1, p = 0, d = 1;  // stride, padding, dilation
+  std::size_t in_plane() const { return h * w; }
+  std::size_t out_plane() const { return oh * ow; }
+  std::size_t col_rows() const { return c * kh * kw; }
+  std::size_t col_size() const { return col_rows() * out_plane(); }
+  bool pointwise() const { return kh == 1 && kw == 1 && s == 1 && p == 0; }
+};
+
+/// col (C*KH*KW, OH*OW) of one image x (C, H, W): col[(c, i, j), (y, z)] = x[c, y*s - p + i*d, z*s - p + j*d]
+/// (0 outside the image).
+template <class T> void im2col(T const* x, conv_geometry const& g, T* col) {
+  std::size_t const ohw = g.out_plane();
+  for (std::size_t c = 0; c < g.c; ++c)
+    for (std::size_t i = 0; i < g.kh; ++i)
+      for (std::size_t j = 0; j < g.kw; ++j) {
+        T* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
+        T const* plane = x + c * g.h * g.w;
+        // Output columns z whose input column z*s - p + j*d lies in [0, w): [z0, z1).
+        std::ptrdiff_t const off = static_cast<std::ptrdiff_t>(j * g.d) - static_cast<std::ptrdiff_t>(g.p);
+        std::size_t z0 = 0, z1 = 0;
+        {
+          std::ptrdiff_t const ss = static_cast<std::ptrdiff_t>(g.s);
+          std::ptrdiff_t lo = off >= 0 ? 0 : (-off + ss - 1) / ss;
+          std::ptrdiff_t hi = (static_cast<std::ptrdiff_t>(g.w) - 1 - off) < 0
+                                  ? 0
+                                  : (static_cast<std::ptrdiff_t>(g.w) - 1 - off) / ss + 1;
+          lo = std::min<std::ptrdiff_t>(lo, static_cast<std::ptrdiff_t>(g.ow));
+          hi = std::clamp<std::ptrdiff_t>(hi, lo, static_cast<std::ptrdiff_t>(g.ow));
+          z0 = static_cast<std::size_t>(lo);
+          z1 = static_cast<std::size_t>(hi);
+        }
+        for (std::size_t y = 0; y < g.oh; ++y) {
+          T* dst = row + y * g.ow;
+          std::ptrdiff_t const iy =
+              static_cast<std::ptrdiff_t>(y * g.s + i * g.d) - static_cast<std::ptrdiff_t>(g.p);
+          if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.h)) {
+            std::fill_n(dst, g.ow, T(0));
+            continue;
+          }
+          T const* src = plane + static_cast<std::size_t>(iy) * g.w;
+          std::fill_n(dst, z0, T(0));
+          if (g.s == 1) {
+            std::copy_n(src + (static_cast<std::ptrdiff_t>(z0) + off), z1 - z0, dst + z0);
+          } else {
+            for (std::size_t z = z0; z < z1; ++z)
+              dst[z] = src[static_cast<std::ptrdiff_t>(z * g.s) + off];
+          }
+          std::fill(dst + z1, dst + g.ow, T(0));
+        }
+      }
+}
+
+/// x (C, H, W) += col2im(col): the adjoint of im2col.
+template <class T> void col2im_add(T const* col, conv_geometry const& g, T* x) {
+  std::size_t const ohw = g.out_plane();
+  for (std::size_t c = 0; c < g.c; ++c)
+    for (std::size_t i = 0; i < g.kh; ++i)
+      for (std::size_t j = 0; j < g.kw; ++j) {
+        T const* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
+        T* plane = x + c * g.h * g.w;
+        std::ptrdiff_t const off = static_cast<std::ptrdiff_t>(j * g.d) - static_cast<std::ptrdiff_t>(g.p);
+        for (std::size_t y = 0; y < g.oh; ++y) {
+          std::ptrdiff_t const iy =
+              static_cast<std::ptrdiff_t>(y * g.s + i * g.d) - static_cast<std::ptrdiff_t>(g.p);
+          if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.h)) continue;
+          T* dst = plane + static_cast<std::size_t>(iy) * g.w;
+          T const* src = row + y * g.ow;
+          for (std::size_t z = 0; z < g.ow; ++z) {
+            std::ptrdiff_t const ix = static_cast<std::ptrdiff_t>(z * g.s) + off;
+            if (ix >= 0 && ix < static_cast<std::ptrdiff_t>(g.w)) dst[ix] += src[z];
+          }
+        }
+      }
+}
+
+/// Number of fixed image chunks the backward passes accumulate partial sums over (independent of
+/// the thread count, so that results are too).
+inline constexpr std::size_t conv_grad_chunks = 16;
+
+/// A child's gradient buffer: the leaf's own gradient memory when it exposes one (`sink`), else an
+/// arena buffer handed to `child.backward` once `fill(beta, dst)` has written it.
+template <class T, std::size_t R, class Node, class Child, class Fill>
+void write_child_grad(eval_context& ctx, Child& c, shape_t<R> const& s, Fill fill) {
+  if constexpr (requires { c.sink(ctx); }) {
+    if (auto snk = c.sink(ctx); snk.ptr) {
+      fill(snk.add, snk.ptr);
+      anomaly_check<Node>(snk.ptr, shape_size(s), "backward");
+    }
+  } else {
+    T* d = ctx.alloc<T>(shape_size(s));
+    fill(false, d);
+    anomaly_check<Node>(d, shape_size(s), "backward");
+    view_ev<T, R> dv(d, s);
+    c.backward(ctx, dv);
+  }
+}
+
+/// The usual members of a materialising evaluator that reads as its output buffer.
+template <class T, std::size_t R> struct buffered_output {
+  view_ev<T, R> out;
+  view_ev<T, R> const& buffer() const { return out; }
+  template <class F> void visit_top(F&&) {}
+  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
+  bool flat_ok() const { return out.flat_ok(); }
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
+  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+    return out.template load_row<V, RB>(idx, c);
+  }
+};
+
+/// Placeholder for an absent operand (conv2d without bias).
+struct no_operand {};
+
+} // namespace detail
+
+// ============================================================================ nodes
+
+/// @brief `conv2d<S, P, D>(x, w[, b])`: 2-D cross-correlation of x (N, C, H, W) with w (O, C, KH, KW)
+///        plus b (O), stride S, zero padding P and dilation D on both axes -> (N, O, OH, OW).
+template <class X, class W, class B, std::size_t Stride, std::size_t Pad, std::size_t Dilation>
+struct conv2d_node : expr_base<conv2d_node<X, W, B, Stride, Pad, Dilation>> {
+  static constexpr bool has_bias = !std::is_same_v<B, detail::no_operand>;
+  static_assert(nchw_input_rank<X::rank>::value,
+                "lepton: conv2d takes an NCHW input (batch, channels, height, width)");
+  static_assert(W::rank == 4, "lepton: conv2d takes a weight of shape (out_channels, in_channels, kh, kw)");
+  static_assert(Stride >= 1 && Dilation >= 1, "lepton: conv2d stride and dilation must be at least 1");
+  static_assert(same_element_type<typename X::value_type, typename W::value_type>::value,
+                "lepton: conv2d input and weight have different element types; convert one with lepton::cast<T>");
+  static_assert(std::is_floating_point_v<typename X::value_type>, "lepton: conv2d needs float or double elements");
+  static constexpr auto xd = X::static_dims::values;
+  static constexpr auto wd = W::static_dims::values;
+  static_assert(conv_input_channels<wd[1], xd[1]>::value,
+                "lepton: conv2d: the input's channel dimension differs from the weight's in_channels");
+  static_assert(conv_kernel_fits<detail::padded(xd[2], Pad), detail::kernel_extent(wd[2], Dilation)>::value,
+                "lepton: conv2d: the (dilated) kernel height is larger than the padded input height");
+  static_assert(conv_kernel_fits<detail::padded(xd[3], Pad), detail::kernel_extent(wd[3], Dilation)>::value,
+                "lepton: conv2d: the (dilated) kernel width is larger than the padded input width");
+  using value_type = typename X::value_type;
+  using static_dims = dims<xd[0], wd[0], detail::window_out(xd[2], wd[2], Stride, Pad, Dilation),
+                           detail::window_out(xd[3], wd[3], Stride, Pad, Dilation)>;
+  static constexpr std::size_t rank = 4;
+  X x;
+  W w;
+  [[no_unique_address]] B b;
+  conv2d_node(X x_, W w_, B b_) : x(std::move(x_)), w(std::move(w_)), b(std::move(b_)) {}
+  shape_t<4> shape() const;
+};
+
+/// @brief Pooling kinds.
+enum class pool_kind { max, avg };
+
+/// @brief `max_pool2d<K, S, P>(x)` / `avg_pool2d<K, S, P>(x)`: (N, C, H, W) -> (N, C, OH, OW) over
+///        K x K windows with stride S and padding P (padded cells are ignored by max and count as
+///        zeros for avg, like PyTorch's default `count_include_pad`).
+template <pool_kind Kind, class A, std::size_t K, std::size_t S, std::size_t P>
+struct pool2d_node : expr_base<pool2d_node<Kind, A, K, S, P>> {
+  static_assert(nchw_input_rank<A::rank>::value,
+                "lepton: pooling takes an NCHW input (batch, channels, height, width)");
+  static_assert(K >= 1 && S >= 1, "lepton: pooling kernel and stride must be at least 1");
+  static_assert(2 * P <= K, "lepton: pooling padding must be at most half the kernel size");
+  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: pooling needs float or double elements");
+  static constexpr auto ad = A::static_dims::values;
+  static_assert(pool_window_fits<detail::padded(ad[2], P), K>::value,
+                "lepton: pooling: the window is larger than the (padded) input height");
+  static_assert(pool_window_fits<detail::padded(ad[3], P), K>::value,
+                "lepton: pooling: the window is larger than the (padded) input width");
+  using value_type = typename A::value_type;
+  using static_dims = dims<ad[0], ad[1], detail::window_out(ad[2], K, S, P, 1), detail::window_out(ad[3], K, S, P, 1)>;
+  static constexpr std::size_t rank = 4;
+  A a;
+  explicit pool2d_node(A a_) : a(std::move(a_)) {}
+  shape_t<4> shape() const {
+    auto s = a.shape();
+    char const* op = Kind == pool_kind::max ? "max_pool2d" : "avg_pool2d";
+    return {s[0], s[1], detail::window_out_rt(s[2], K, S, P, 1, op, "height"),
+            detail::window_out_rt(s[3], K, S, P, 1, op, "width")};
+  }
+};
+
+/// @brief `global_avg_pool2d(x)`: (N, C, H, W) -> (N, C), the mean of each channel plane.
+template <class A> struct global_avg_pool_node : expr_base<global_avg_pool_node<A>> {
+  static_assert(nchw_input_rank<A::rank>::value,
+                "lepton: global_avg_pool2d takes an NCHW input (batch, channels, height, width)");
+  static_assert(std::is_floating_point_v<typename A::value_type>,
+                "lepton: global_avg_pool2d needs float or double elements");
+  using value_type = typename A::value_type;
+  using static_dims = dims<A::static_dims::values[0], A::static_dims::values[1]>;
+  static constexpr std::size_t rank = 2;
+  A a;
+  explicit global_avg_pool_node(A a_) : a(std::move(a_)) {}
+  shape_t<2> shape() const {
+    auto s = a.shape();
+    return {s[0], s[1]};
+  }
+};
+
+/// @brief Options of lepton::batch_norm.
+///
+/// **Example**: `lepton::batch_norm(x, gamma, beta, {.running_mean = rm.data(), .running_var = rv.data()});`
+template <class T> struct batch_norm_options {
+  T* running_mean = nullptr; ///< (C) updated in training mode, read in evaluation mode
+  T* running_var = nullptr;  ///< (C) unbiased batch variance is blended in, like PyTorch
+  double momentum = 0.1;     ///< running = (1 - momentum) running + momentum batch
+  double eps = 1e-5;         ///< added to the variance
+  bool training = true;      ///< batch statistics (true) or the running statistics (false)
+};
+
+/// @brief `batch_norm(x, gamma, beta, opts)`: per-channel normalisation of x (N, C, ...) (channel =
+///        dimension 1): `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
+template <class A, class G, class B> struct batch_norm_node : expr_base<batch_norm_node<A, G, B>> {
+  static_assert(A::rank >= 2, "lepton: batch_norm takes an input (batch, channels, ...) of rank >= 2");
+  static_assert(G::rank == 1 && B::rank == 1, "lepton: batch_norm's gamma and beta have shape (channels)");
+  static_assert(same_element_type<typename A::value_type, typename G::value_type>::value &&
+                    same_element_type<typename A::value_type, typename B::value_type>::value,
+                "lepton: batch_norm operands have different element types; convert with lepton::cast<T>");
+  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: batch_norm needs float or double elements");
+  static_assert(batch_norm_channels<G::static_dims::values[0], A::static_dims::values[1]>::value,
+                "lepton: batch_norm: the input's channel dimension differs from gamma's size");
+  using value_type = typename A::value_type;
+  using static_dims = typename A::static_dims;
+  static constexpr std::size_t rank = A::rank;
+  A a;
+  G g;
+  B b;
+  batch_norm_options<value_type> opt;
+  batch_norm_node(A a_, G g_, B b_, batch_norm_options<value_type> o)
+      : a(std::move(a_)), g(std::move(g_)), b(std::move(b_)), opt(o) {}
+  shape_t<rank> shape() const { return a.shape(); }
+};
+
+namespace detail {
+
+template <std::size_t S, std::size_t P, std::size_t D>
+conv_geometry conv_geometry_of(shape_t<4> const& xs, shape_t<4> const& ws) {
+  if (xs[1] != ws[1])
+    throw shape_error("conv2d: input " + to_string(xs) + " has " + std::to_string(xs[1]) +
+                      " channels, the weight " + to_string(ws) + " expects " + std::to_string(ws[1]));
+  conv_geometry g;
+  g.c = xs[1];
+  g.h = xs[2];
+  g.w = xs[3];
+  g.kh = ws[2];
+  g.kw = ws[3];
+  g.s = S;
+  g.p = P;
+  g.d = D;
+  g.oh = window_out_rt(xs[2], ws[2], S, P, D, "conv2d", "height");
+  g.ow = window_out_rt(xs[3], ws[3], S, P, D, "conv2d", "width");
+  return g;
+}
+
+template <class B> struct bias_evaluator {
+  using type = evaluator<B>;
+};
+template <> struct bias_evaluator<no_operand> {
+  struct type {
+    static constexpr bool may_need_grad = false;
+    explicit type(no_operand) {}
+    bool reads(void const*, void const*) const { return false; }
+    bool needs_grad(eval_context const&) const { return false; }
+  };
+};
+
+} // namespace detail
+
+template <class X, class W, class B, std::size_t S, std::size_t P, std::size_t D>
+shape_t<4> conv2d_node<X, W, B, S, P, D>::shape() const {
+  auto xs = x.shape();
+  auto ws = w.shape();
+  auto g = detail::conv_geometry_of<S, P, D>(xs, ws);
+  if constexpr (has_bias) {
+    if (b.shape()[0] != ws[0])
+      throw shape_error("conv2d: bias " + to_string(b.shape()) + " does not match the weight's " +
+                        std::to_string(ws[0]) + " output channels");
+  }
+  return {xs[0], ws[0], g.oh, g.ow};
+}
+
+namespace detail {
+
+// ---------------------------------------------------------------------------- conv2d evaluator
+
+template <class X, class W, class B, std::size_t S, std::size_t P, std::size_t D>
+struct evaluator<conv2d_node<X, W, B, S, P, D>> : buffered_output<typename X::value_type, 4> {
+  using node = conv2d_node<X, W, B, S, P, D>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = 4;
+  static constexpr bool has_bias = node::has_bias;
+  using Ex = evaluator<X>;
+  using Ew = evaluator<W>;
+  using Eb = typename bias_evaluator<B>::type;
+  static constexpr bool may_need_grad = Ex::may_need_grad || Ew::may_need_grad || Eb::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ex x;
+  Ew w;
+  Eb bias_ev; // not `b`: anomaly detection walks children named a, b, c as fused inputs
+  shape_t<4> shp;
+  conv_geometry geo;
+  view_ev<T, 4> xv, wv;
+  T const* bias = nullptr;
+
+  explicit evaluator(node const& n) : x(n.x), w(n.w), bias_ev(n.b), shp(n.shape()) {
+    geo = conv_geometry_of<S, P, D>(x.shape(), w.shape());
+  }
+  shape_t<4> const& shape() const { return shp; }
+
+  void forward(eval_context& ctx, void const*) {
+    xv = value_of(ctx, x);
+    wv = value_of(ctx, w);
+    if constexpr (has_bias) bias = value_of(ctx, bias_ev).ptr;
+    T* o = ctx.alloc<T>(shape_size(shp));
+    std::size_t const n = shp[0], oc = shp[1];
+    conv_geometry const g = geo;
+    std::size_t const chunks = std::min<std::size_t>(n, num_threads());
+    T* col = g.pointwise() || n == 0 ? nullptr : ctx.alloc<T>(chunks * g.col_size());
+    std::size_t const ohw = g.out_plane(), k = g.col_rows();
+    T const* wp = wv.ptr;
+    T const* bp = bias;
+    parallel_for(chunks, [&](std::size_t c) {
+      T* mycol = col ? col + c * g.col_size() : nullptr;
+      for (std::size_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) {
+        T const* xi = xv.ptr + i * g.c * g.in_plane();
+        T* yi = o + i * oc * ohw;
+        T const* cm = xi;
+        if (mycol) {
+          im2col(xi, g, mycol);
+          cm = mycol;
+        }
+        if constexpr (has_bias) {
+          cpu::gemm<T>(false, false, oc, ohw, k, T(1), wp, k, cm, ohw, T(0), yi, ohw,
+                       [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+                         for (std::size_t r = i0; r < i1; ++r) {
+                           T* row = yi + r * ohw;
+                           T const bv = bp[r];
+                           for (std::size_t q = j0; q < j1; ++q) row[q] += bv;
+                         }
+                       });
+        } else {
+          cpu::gemm<T>(false, false, oc, ohw, k, T(1), wp, k, cm, ohw, T(0), yi, ohw);
+        }
+      }
+    });
+    this->out = view_ev<T, 4>(o, shp);
+  }
+  bool reads(void const* p, void const* e) const { return x.reads(p, e) || w.reads(p, e) || bias_ev.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const {
+    return x.needs_grad(ctx) || w.needs_grad(ctx) || bias_ev.needs_grad(ctx);
+  }
+
+  template <class G> void backward(eval_context& ctx, G& gr) {
+    if constexpr (may_need_grad) {
+      bool const gx = Ex::may_need_grad && x.needs_grad(ctx);
+      bool const gw = Ew::may_need_grad && w.needs_grad(ctx);
+      bool const gb = Eb::may_need_grad && bias_ev.needs_grad(ctx);
+      if (!gx && !gw && !gb) return;
+      auto gv = grad_value<T>(ctx, gr, shp);
+      conv_geometry const g = geo;
+      std::size_t const n = shp[0], oc = shp[1], ohw = g.out_plane(), k = g.col_rows();
+      std::size_t const xsz = g.c * g.in_plane();
+      std::size_t const chunks = std::max<std::size_t>(1, std::min(n, conv_grad_chunks));
+      bool const pw = g.pointwise();
+      T* dx = gx ? ctx.alloc<T>(n * xsz) : nullptr;
+      T* dwp = gw ? ctx.alloc<T>(chunks * oc * k) : nullptr;
+      T* dbp = gb ? ctx.alloc<T>(chunks * oc) : nullptr;
+      T* col = gw && !pw ? ctx.alloc<T>(chunks * g.col_size()) : nullptr;
+      T* dcol = gx && !pw ? ctx.alloc<T>(chunks * g.col_size()) : nullptr;
+      T const* wp = wv.ptr;
+      if (gw) std::fill_n(dwp, chunks * oc * k, T(0));
+      if (gb) std::fill_n(dbp, chunks * oc, T(0));
+      parallel_for(chunks, [&](std::size_t c) {
+        for (std::size_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) {
+          T const* dyi = gv.ptr + i * oc * ohw;
+          T const* xi = xv.ptr + i * xsz;
+          if (gw) {
+            T const* cm = xi;
+            if (!pw) {
+              im2col(xi, g, col + c * g.col_size());
+              cm = col + c * g.col_size();
+            }
+            // dW (oc, k) += dy (oc, ohw) x col^T (ohw, k)
+            cpu::gemm<T>(false, true, oc, k, ohw, T(1), dyi, ohw, cm, ohw, T(1), dwp + c * oc * k, k);
+          }
+          if (gb) {
+            T* db = dbp + c * oc;
+            for (std::size_t r = 0; r < oc; ++r) {
+              T s = 0;
+              T const* row = dyi + r * ohw;
+              for (std::size_t q = 0; q < ohw; ++q) s += row[q];
+              db[r] += s;
+            }
+          }
+          if (gx) {
+            T* dxi = dx + i * xsz;
+            if (pw) {
+              // dx (c, hw) = W^T (c, oc) x dy (oc, hw)
+              cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dxi, ohw);
+            } else {
+              T* dc = dcol + c * g.col_size();
+              cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dc, ohw);
+              std::fill_n(dxi, xsz, T(0));
+              col2im_add(dc, g, dxi);
+            }
+          }
+        }
+      });
+      if constexpr (Ew::may_need_grad) {
+        if (gw) write_child_grad<T, 4, node>(ctx, w, w.shape(), [&](bool add, T* dst) { sum_chunks(dwp, chunks, oc * k, add, dst); });
+      }
+      if constexpr (Eb::may_need_grad) {
+        if (gb) write_child_grad<T, 1, node>(ctx, bias_ev, bias_ev.shape(), [&](bool add, T* dst) { sum_chunks(dbp, chunks, oc, add, dst); });
+      }
+      if constexpr (Ex::may_need_grad) {
+        if (gx) {
+          anomaly_check<node>(dx, shape_size(x.shape()), "backward");
+          view_ev<T, 4> dv(dx, x.shape());
+          x.backward(ctx, dv);
+        }
+      }
+    }
+  }
+
+private:
+  /// dst (+)= sum over chunks of part[c * len .. (c + 1) * len), in chunk order.
+  static void sum_chunks(T const* part, std::size_t chunks, std::size_t len, bool add, T* dst) {
+    for (std::size_t q = 0; q < len; ++q) {
+      T s = part[q];
+      for (std::size_t c = 1; c < chunks; ++c) s += part[c * len + q];
+      dst[q] = add ? dst[q] + s : s;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------- pooling evaluators
+
+template <pool_kind Kind, class A, std::size_t K, std::size_t S, std::size_t P>
+struct evaluator<pool2d_node<Kind, A, K, S, P>> : buffered_output<typename A::value_type, 4> {
+  using node = pool2d_node<Kind, A, K, S, P>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = 4;
+  using Ea = evaluator<A>;
+  static constexpr bool may_need_grad = Ea::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ea a;
+  shape_t<4> shp, in;
+  view_ev<T, 4> av;
+  std::uint32_t* arg = nullptr; // max pooling: index of each output's maximum in its input plane
+
+  explicit evaluator(node const& n) : a(n.a), shp(n.shape()), in(a.shape()) {}
+  shape_t<4> const& shape() const { return shp; }
+
+  void forward(eval_context& ctx, void const*) {
+    av = value_of(ctx, a);
+    T* o = ctx.alloc<T>(shape_size(shp));
+    std::size_t const planes = shp[0] * shp[1], h = in[2], w = in[3], oh = shp[2], ow = shp[3];
+    if constexpr (Kind == pool_kind::max) {
+      if (ctx.keep_values) arg = ctx.alloc<std::uint32_t>(shape_size(shp));
+      else arg = nullptr;
+    }
+    std::uint32_t* am = arg;
+    T const* src = av.ptr;
+    parallel_range(planes, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(h * w, 1)),
+                   [&](std::size_t pb, std::size_t pe) {
+                     for (std::size_t pl = pb; pl < pe; ++pl) {
+                       T const* x = src + pl * h * w;
+                       T* y = o + pl * oh * ow;
+                       std::uint32_t* ai = am ? am + pl * oh * ow : nullptr;
+                       if constexpr (Kind == pool_kind::max && K == 2 && S == 2 && P == 0) {
+                         for (std::size_t r = 0; r < oh; ++r) {
+                           T const* r0 = x + 2 * r * w;
+                           T const* r1 = r0 + w;
+                           for (std::size_t q = 0; q < ow; ++q) {
+                             std::size_t const c0 = 2 * q;
+                             T m = r0[c0];
+                             std::uint32_t best = static_cast<std::uint32_t>(2 * r * w + c0);
+                             if (r0[c0 + 1] > m) m = r0[c0 + 1], best = static_cast<std::uint32_t>(2 * r * w + c0 + 1);
+                             if (r1[c0] > m) m = r1[c0], best = static_cast<std::uint32_t>((2 * r + 1) * w + c0);
+                             if (r1[c0 + 1] > m) m = r1[c0 + 1], best = static_cast<std::uint32_t>((2 * r + 1) * w + c0 + 1);
+                             y[r * ow + q] = m;
+                             if (ai) ai[r * ow + q] = best;
+                           }
+                         }
+                       } else {
+                         for (std::size_t r = 0; r < oh; ++r)
+                           for (std::size_t q = 0; q < ow; ++q) {
+                             std::ptrdiff_t const y0 = static_cast<std::ptrdiff_t>(r * S) - static_cast<std::ptrdiff_t>(P);
+                             std::ptrdiff_t const x0 = static_cast<std::ptrdiff_t>(q * S) - static_cast<std::ptrdiff_t>(P);
+                             std::size_t const ylo = static_cast<std::size_t>(std::max<std::ptrdiff_t>(y0, 0));
+                             std::size_t const yhi = static_cast<std::size_t>(
+                                 std::min<std::ptrdiff_t>(y0 + static_cast<std::ptrdiff_t>(K), static_cast<std::ptrdiff_t>(h)));
+                             std::size_t const xlo = static_cast<std::size_t>(std::max<std::ptrdiff_t>(x0, 0));
+                             std::size_t const xhi = static_cast<std::size_t>(
+                                 std::min<std::ptrdiff_t>(x0 + static_cast<std::ptrdiff_t>(K), static_cast<std::ptrdiff_t>(w)));
+                             if constexpr (Kind == pool_kind::max) {
+                               T m = -std::numeric_limits<T>::infinity();
+                               std::size_t best = ylo * w + xlo;
+                               for (std::size_t yy = ylo; yy < yhi; ++yy)
+                                 for (std::size_t xx = xlo; xx < xhi; ++xx)
+                                   if (x[yy * w + xx] > m) m = x[yy * w + xx], best = yy * w + xx;
+                               y[r * ow + q] = m;
+                               if (ai) ai[r * ow + q] = static_cast<std::uint32_t>(best);
+                             } else {
+                               T s = 0;
+                               for (std::size_t yy = ylo; yy < yhi; ++yy)
+                                 for (std::size_t xx = xlo; xx < xhi; ++xx) s += x[yy * w + xx];
+                               y[r * ow + q] = s * (T(1) / T(K * K));
+                             }
+                           }
+                       }
+                     }
+                   });
+    this->out = view_ev<T, 4>(o, shp);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
+
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      if (!a.needs_grad(ctx)) return;
+      auto gv = grad_value<T>(ctx, g, shp);
+      T* d = ctx.alloc<T>(shape_size(in));
+      std::size_t const planes = shp[0] * shp[1], h = in[2], w = in[3], oh = shp[2], ow = shp[3];
+      std::uint32_t const* am = arg;
+      T const* xs = av.ptr;
+      parallel_range(planes, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(h * w, 1)),
+                     [&](std::size_t pb, std::size_t pe) {
+                       for (std::size_t pl = pb; pl < pe; ++pl) {
+                         T* dx = d + pl * h * w;
+                         T const* gy = gv.ptr + pl * oh * ow;
+                         std::fill_n(dx, h * w, T(0));
+                         for (std::size_t r = 0; r < oh; ++r)
+                           for (std::size_t q = 0; q < ow; ++q) {
+                             T const gval = gy[r * ow + q];
+                             if constexpr (Kind == pool_kind::max) {
+                               std::size_t best;
+                               if (am) best = am[pl * oh * ow + r * ow + q];
+                               else best = argmax_at(xs + pl * h * w, h, w, r, q);
+                               dx[best] += gval;
+                             } else {
+                               std::ptrdiff_t const y0 = static_cast<std::ptrdiff_t>(r * S) - static_cast<std::ptrdiff_t>(P);
+                               std::ptrdiff_t const x0 = static_cast<std::ptrdiff_t>(q * S) - static_cast<std::ptrdiff_t>(P);
+                               T const share = gval * (T(1) / T(K * K));
+                               for (std::ptrdiff_t yy = std::max<std::ptrdiff_t>(y0, 0);
+                                    yy < std::min<std::ptrdiff_t>(y0 + static_cast<std::ptrdiff_t>(K), static_cast<std::ptrdiff_t>(h)); ++yy)
+                                 for (std::ptrdiff_t xx = std::max<std::ptrdiff_t>(x0, 0);
+                                      xx < std::min<std::ptrdiff_t>(x0 + static_cast<std::ptrdiff_t>(K), static_cast<std::ptrdiff_t>(w)); ++xx)
+                                   dx[static_cast<std::size_t>(yy) * w + static_cast<std::size_t>(xx)] += share;
+                             }
+                           }
+                       }
+                     });
+      anomaly_check<node>(d, shape_size(in), "backward");
+      view_ev<T, 4> dv(d, in);
+      a.backward(ctx, dv);
+    }
+  }
+
+private:
+  /// The first maximum of output (r, q)'s window (used when the forward pass kept no indices).
+  static std::size_t argmax_at(T const* x, std::size_t h, std::size_t w, std::size_t r, std::size_t q) {
+    std::ptrdiff_t const y0 = static_cast<std::ptrdiff_t>(r * S) - static_cast<std::ptrdiff_t>(P);
+    std::ptrdiff_t const x0 = static_cast<std::ptrdiff_t>(q * S) - static_cast<std::ptrdiff_t>(P);
+    T m = -std::numeric_limits<T>::infinity();
+    std::size_t best = 0;
+    bool first = true;
+    for (std::ptrdiff_t yy = std::max<std::ptrdiff_t>(y0, 0);
+         yy < std::min<std::ptrdiff_t>(y0 + static_cast<std::ptrdiff_t>(K), static_cast<std::ptrdiff_t>(h)); ++yy)
+      for (std::ptrdiff_t xx = std::max<std::ptrdiff_t>(x0, 0);
+           xx < std::min<std::ptrdiff_t>(x0 + static_cast<std::ptrdiff_t>(K), static_cast<std::ptrdiff_t>(w)); ++xx) {
+        std::size_t const at = static_cast<std::size_t>(yy) * w + static_cast<std::size_t>(xx);
+        if (first || x[at] > m) m = x[at], best = at, first = false;
+      }
+    return best;
+  }
+};
+
+template <class A> struct evaluator<global_avg_pool_node<A>> : buffered_output<typename A::value_type, 2> {
+  using node = global_avg_pool_node<A>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = 2;
+  using Ea = evaluator<A>;
+  static constexpr bool may_need_grad = Ea::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ea a;
+  shape_t<2> shp;
+  shape_t<4> in;
+  explicit evaluator(node const& n) : a(n.a), shp(n.shape()), in(a.shape()) {}
+  shape_t<2> const& shape() const { return shp; }
+
+  void forward(eval_context& ctx, void const*) {
+    auto av = value_of(ctx, a);
+    T* o = ctx.alloc<T>(shape_size(shp));
+    std::size_t const planes = shp[0] * shp[1], hw = in[2] * in[3];
+    T const inv = hw ? T(1) / T(hw) : T(0);
+    parallel_range(planes, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(hw, 1)),
+                   [&](std::size_t b, std::size_t e) {
+                     for (std::size_t pl = b; pl < e; ++pl) {
+                       T s = 0;
+                       T const* x = av.ptr + pl * hw;
+                       for (std::size_t q = 0; q < hw; ++q) s += x[q];
+                       o[pl] = s * inv;
+                     }
+                   });
+    this->out = view_ev<T, 2>(o, shp);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      if (!a.needs_grad(ctx)) return;
+      auto gv = grad_value<T>(ctx, g, shp);
+      T* d = ctx.alloc<T>(shape_size(in));
+      std::size_t const planes = shp[0] * shp[1], hw = in[2] * in[3];
+      T const inv = hw ? T(1) / T(hw) : T(0);
+      parallel_range(planes, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(hw, 1)),
+                     [&](std::size_t b, std::size_t e) {
+                       for (std::size_t pl = b; pl < e; ++pl) std::fill_n(d + pl * hw, hw, gv.ptr[pl] * inv);
+                     });
+      anomaly_check<node>(d, shape_size(in), "backward");
+      view_ev<T, 4> dv(d, in);
+      a.backward(ctx, dv);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------- batch norm evaluator
+
+template <class A, class Gm, class Bt> struct evaluator<batch_norm_node<A, Gm, Bt>> : buffered_output<typename A::value_type, A::rank> {
+  using node = batch_norm_node<A, Gm, Bt>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = node::rank;
+  using Ea = evaluator<A>;
+  using Eg = evaluator<Gm>;
+  using Eb = evaluator<Bt>;
+  static constexpr bool may_need_grad = Ea::may_need_grad || Eg::may_need_grad || Eb::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ea a;
+  Eg gm;
+  Eb bt;
+  batch_norm_options<T> opt;
+  shape_t<rank> shp;
+  std::size_t n = 0, ch = 0, sp = 1; // (n, ch, sp) view of the input
+  view_ev<T, rank> xv;
+  T const* gamma = nullptr;
+  T* mean = nullptr;   // (ch) the mean used
+  T* invstd = nullptr; // (ch) 1 / sqrt(var + eps) used
+
+  explicit evaluator(node const& nd) : a(nd.a), gm(nd.g), bt(nd.b), opt(nd.opt), shp(a.shape()) {
+    n = shp[0];
+    ch = shp[1];
+    for (std::size_t d = 2; d < rank; ++d) sp *= shp[d];
+    if (gm.shape()[0] != ch || bt.shape()[0] != ch)
+      throw shape_error("batch_norm: input " + to_string(shp) + " has " + std::to_string(ch) + " channels, gamma " +
+                        to_string(gm.shape()) + " and beta " + to_string(bt.shape()));
+    if (!(opt.eps > 0)) throw value_error("batch_norm: eps must be > 0, got " + std::to_string(opt.eps));
+  }
+  shape_t<rank> const& shape() const { return shp; }
+
+  void forward(eval_context& ctx, void const*) {
+    xv = value_of(ctx, a);
+    gamma = value_of(ctx, gm).ptr;
+    T const* beta = value_of(ctx, bt).ptr;
+    T* o = ctx.alloc<T>(shape_size(shp));
+    mean = ctx.alloc<T>(ch);
+    invstd = ctx.alloc<T>(ch);
+    std::size_t const m = n * sp;
+    if (opt.training) {
+      if (m <= 1)
+        throw value_error("batch_norm: training needs more than one value per channel, the input is " + to_string(shp));
+    } else if (!opt.running_mean || !opt.running_var) {
+      throw value_error("batch_norm: evaluation mode needs running statistics (running_mean and running_var)");
+    }
+    T const* x = xv.ptr;
+    parallel_for(ch, [&](std::size_t c) {
+      if (opt.training) {
+        double s = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+          T const* row = x + (i * ch + c) * sp;
+          for (std::size_t q = 0; q < sp; ++q) s += double(row[q]);
+        }
+        double const mu = s / double(m);
+        double v = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+          T const* row = x + (i * ch + c) * sp;
+          for (std::size_t q = 0; q < sp; ++q) {
+            double const dlt = double(row[q]) - mu;
+            v += dlt * dlt;
+          }
+        }
+        double const var = v / double(m);
+        mean[c] = T(mu);
+        invstd[c] = T(1.0 / std::sqrt(var + opt.eps));
+        if (opt.running_mean) opt.running_mean[c] = T((1 - opt.momentum) * double(opt.running_mean[c]) + opt.momentum * mu);
+        if (opt.running_var)
+          opt.running_var[c] = T((1 - opt.momentum) * double(opt.running_var[c]) + opt.momentum * v / double(m - 1));
+      } else {
+        mean[c] = opt.running_mean[c];
+        invstd[c] = T(1.0 / std::sqrt(double(opt.running_var[c]) + opt.eps));
+      }
+      T const scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
+      for (std::size_t i = 0; i < n; ++i) {
+        T const* row = x + (i * ch + c) * sp;
+        T* yr = o + (i * ch + c) * sp;
+        for (std::size_t q = 0; q < sp; ++q) yr[q] = row[q] * scale + shift;
+      }
+    });
+    this->out = view_ev<T, rank>(o, shp);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e) || gm.reads(p, e) || bt.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx) || gm.needs_grad(ctx) || bt.needs_grad(ctx); }
+
+  // With xhat = (x - mean) invstd: dbeta = sum g, dgamma = sum g xhat; in training mode the batch
+  // statistics depend on x: dx = gamma invstd (g - mean(g) - xhat mean(g xhat)); in evaluation mode
+  // dx = gamma invstd g.
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      bool const ga = Ea::may_need_grad && a.needs_grad(ctx);
+      bool const gg = Eg::may_need_grad && gm.needs_grad(ctx);
+      bool const gb = Eb::may_need_grad && bt.needs_grad(ctx);
+      if (!ga && !gg && !gb) return;
+      auto gv = grad_value<T>(ctx, g, shp);
+      T* sg = ctx.alloc<T>(ch);  // sum g
+      T* sgx = ctx.alloc<T>(ch); // sum g xhat
+      T* dx = ga ? ctx.alloc<T>(shape_size(shp)) : nullptr;
+      T const* x = xv.ptr;
+      std::size_t const m = n * sp;
+      bool const train = opt.training;
+      parallel_for(ch, [&](std::size_t c) {
+        double s = 0, sx = 0;
+        T const mu = mean[c], is = invstd[c];
+        for (std::size_t i = 0; i < n; ++i) {
+          T const* row = x + (i * ch + c) * sp;
+          T const* gr = gv.ptr + (i * ch + c) * sp;
+          for (std::size_t q = 0; q < sp; ++q) {
+            s += double(gr[q]);
+            sx += double(gr[q]) * double((row[q] - mu) * is);
+          }
+        }
+        sg[c] = T(s);
+        sgx[c] = T(sx);
+        if (dx) {
+          T const k = gamma[c] * is;
+          T const mg = train ? T(s / double(m)) : T(0), mgx = train ? T(sx / double(m)) : T(0);
+          for (std::size_t i = 0; i < n; ++i) {
+            T const* row = x + (i * ch + c) * sp;
+            T const* gr = gv.ptr + (i * ch + c) * sp;
+            T* dr = dx + (i * ch + c) * sp;
+            for (std::size_t q = 0; q < sp; ++q) dr[q] = k * (gr[q] - mg - (row[q] - mu) * is * mgx);
+          }
+        }
+      });
+      if constexpr (Eg::may_need_grad) {
+        if (gg) write_child_grad<T, 1, node>(ctx, gm, gm.shape(), [&](bool add, T* d) {
+            for (std::size_t c = 0; c < ch; ++c) d[c] = add ? d[c] + sgx[c] : sgx[c];
+          });
+      }
+      if constexpr (Eb::may_need_grad) {
+        if (gb) write_child_grad<T, 1, node>(ctx, bt, bt.shape(), [&](bool add, T* d) {
+            for (std::size_t c = 0; c < ch; ++c) d[c] = add ? d[c] + sg[c] : sg[c];
+          });
+      }
+      if constexpr (Ea::may_need_grad) {
+        if (ga) {
+          anomaly_check<node>(dx, shape_size(shp), "backward");
+          view_ev<T, rank> dv(dx, shp);
+          a.backward(ctx, dv);
+        }
+      }
+    }
+  }
+};
+
+template <class X, class W, class B, std::size_t S, std::size_t P, std::size_t D>
+struct describe<conv2d_node<X, W, B, S, P, D>> {
+  static std::string get() {
+    std::string s = "conv2d(" + describe<X>::get() + ", " + describe<W>::get();
+    if constexpr (!std::is_same_v<B, no_operand>) s += ", " + describe<B>::get();
+    return s + ")";
+  }
+};
+template <pool_kind Kind, class A, std::size_t K, std::size_t S, std::size_t P>
+struct describe<pool2d_node<Kind, A, K, S, P>> {
+  static std::string get() { return std::string(Kind == pool_kind::max ? "max_pool2d(" : "avg_pool2d(") + describe<A>::get() + ")"; }
+};
+template <class A> struct describe<global_avg_pool_node<A>> {
+  static std::string get() { return "global_avg_pool2d(" + describe<A>::get() + ")"; }
+};
+template <class A, class G, class B> struct describe<batch_norm_node<A, G, B>> {
+  static std::string get() {
+    return "batch_norm(" + describe<A>::get() + ", " + describe<G>::get() + ", " + describe<B>::get() + ")";
+  }
+};
+
+} // namespace detail
+
+// ============================================================================ functions
+
+/// @brief 2-D convolution (cross-correlation, like PyTorch's `conv2d`) of x (N, C, H, W) with
+///        w (O, C, KH, KW): (N, O, OH, OW), OH = (H + 2 Pad - Dilation (KH - 1) - 1) / Stride + 1.
+/// @tparam Stride, Pad, Dilation  the same on both spatial axes
+/// **Example**: `auto y = lepton::relu(lepton::conv2d<1, 1>(x, w, b)); // 3x3 "same" convolution`
+template <std::size_t Stride = 1, std::size_t Pad = 0, std::size_t Dilation = 1, operand X, operand W>
+auto conv2d(X&& x, W&& w) {
+  return conv2d_node<detail::expr_of<X>, detail::expr_of<W>, detail::no_operand, Stride, Pad, Dilation>(
+      detail::as_expr(std::forward<X>(x)), detail::as_expr(std::forward<W>(w)), detail::no_operand{});
+}
+/// @brief 2-D convolution with a bias b (O) added to every output position of each channel.
+template <std::size_t Stride = 1, std::size_t Pad = 0, std::size_t Dilation = 1, operand X, operand W, operand B>
+auto conv2d(X&& x, W&& w, B&& b) {
+  using Eb = detail::expr_of<B>;
+  static_assert(Eb::rank == 1, "lepton: conv2d's bias has shape (out_channels)");
+  static_assert(conv_input_channels<detail::expr_of<W>::static_dims::values[0], Eb::static_dims::values[0]>::value,
+                "lepton: conv2d: the bias size differs from the weight's out_channels");
+  return conv2d_node<detail::expr_of<X>, detail::expr_of<W>, Eb, Stride, Pad, Dilation>(
+      detail::as_expr(std::forward<X>(x)), detail::as_expr(std::forward<W>(w)), detail::as_expr(std::forward<B>(b)));
+}
+
+/// @brief Max pooling over Kernel x Kernel windows (stride defaults to the kernel size).
+/// **Example**: `auto p = lepton::max_pool2d<2>(h); // (N, C, 28, 28) -> (N, C, 14, 14)`
+template <std::size_t Kernel, std::size_t Stride = Kernel, std::size_t Pad = 0, operand X> auto max_pool2d(X&& x) {
+  return pool2d_node<pool_kind::max, detail::expr_of<X>, Kernel, Stride, Pad>(detail::as_expr(std::forward<X>(x)));
+}
+/// @brief Average pooling over Kernel x Kernel windows (stride defaults to the kernel size).
+template <std::size_t Kernel, std::size_t Stride = Kernel, std::size_t Pad = 0, operand X> auto avg_pool2d(X&& x) {
+  return pool2d_node<pool_kind::avg, detail::expr_of<X>, Kernel, Stride, Pad>(detail::as_expr(std::forward<X>(x)));
+}
+/// @brief Mean over each channel plane: (N, C, H, W) -> (N, C).
+template <operand X> auto global_avg_pool2d(X&& x) {
+  return global_avg_pool_node<detail::expr_of<X>>(detail::as_expr(std::forward<X>(x)));
+}
+
+/// @brief Batch normalisation over dimension 1 of x (N, C) or (N, C, H, W).
+///
+/// Training mode normalises with the batch mean and (biased) variance and, when running statistics
+/// are given, blends the batch mean and unbiased variance into them with `momentum`; evaluation mode
+/// normalises with the running statistics. Usually used through lepton::nn::batch_norm.
+/// **Example**: `auto y = lepton::batch_norm(x, gamma, beta, {.training = true}); // no running stats`
+template <operand X, operand G, operand B>
+auto batch_norm(X&& x, G&& gamma, B&& beta, batch_norm_options<value_type_of<X>> const& opt = {}) {
+  return batch_norm_node<detail::expr_of<X>, detail::expr_of<G>, detail::expr_of<B>>(
+      detail::as_expr(std::forward<X>(x)), detail::as_expr(std::forward<G>(gamma)),
+      detail::as_expr(std::forward<B>(beta)), opt);
+}
+
+} // namespace lepton

@@ -1,0 +1,696 @@
+#pragma once
+/// @file checkpoint.hpp
+/// @brief Models and training checkpoints in the safetensors format.
+///
+/// - `save_model` / `load_model`: a model's parameters under their reflected names (`fc1.weight`,
+///   `0.bias`, see nn/reflect.hpp): a plain safetensors file that Python reads with `json` + `numpy`.
+/// - `save_checkpoint` / `load_checkpoint`: everything needed to resume training bit for bit, in one
+///   file written atomically: the parameters, the optimizer's state (moments, velocity, ..., step
+///   count, learning rate), a scheduler's state, the epoch, step and data seed, and the RNG state
+///   (seed and call counter) of every layer that draws random numbers (`nn::dropout`).
+/// - `checkpointer`: a callback for `train::fit` that saves `ckpt-epoch-0003.safetensors` every N
+///   epochs and keeps the last K.
+///
+/// Every load validates the whole file and every name, dtype, shape and value against the model and
+/// optimizer before it writes anything (strong guarantee: on any exception they are unchanged).
+/// See docs/io.md, section "Checkpoints", for the file layout.
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/param.hpp"
+#include "../nn/layer.hpp"
+#include "../nn/reflect.hpp"
+#include "../optim/optimizer.hpp"
+#include "../optim/scheduler.hpp"
+#include "atomic_file.hpp"
+#include "dtype.hpp"
+#include "dyn_tensor.hpp"
+#include "reader.hpp"
+#include "safetensors.hpp"
+
+namespace lepton::io {
+
+/// @brief The `__metadata__` value of `format` that marks a lepton checkpoint.
+inline constexpr std::string_view checkpoint_format = "lepton.checkpoint";
+/// @brief The checkpoint layout version written (and the only one read) by this lepton.
+inline constexpr std::string_view checkpoint_format_version = "1";
+
+/// @brief How `load_model` matches the file with the model.
+///
+/// **Example**: `lepton::io::load_model("backbone.safetensors", model, {.allow_missing = true});`
+struct model_load_options {
+  /// Parameters that the file does not hold keep their values (else: format_error).
+  bool allow_missing = false;
+  /// Tensors of the file that name no parameter are ignored (else: format_error). The optimizer,
+  /// training and scheduler entries of a lepton checkpoint are always ignored by load_model.
+  bool allow_unexpected = false;
+  /// Limits applied while reading the file.
+  load_options limits{};
+};
+
+/// @brief The training loop's position, saved with a checkpoint.
+///
+/// `epoch` is the number of completed epochs: resume with `fit_options::start_epoch = epoch`.
+/// The `std::uint64_t` fields are stored as I64 tensors with the same bits.
+///
+/// **Example**:
+/// ```
+/// lepton::io::train_state st{.epoch = 2, .step = opt.steps(), .seed = 9};
+/// lepton::io::save_checkpoint("ckpt.safetensors", model, opt, st);
+/// ```
+struct train_state {
+  std::uint64_t epoch = 0; ///< epochs completed
+  std::uint64_t step = 0;  ///< optimizer steps (batches) completed
+  std::uint64_t seed = 0;  ///< the data loader's seed (fit_options::seed)
+  /// Free-form strings saved in `__metadata__` and given back by load_checkpoint. The keys `format`,
+  /// `format_version`, `optimizer_state`, `epoch` and `step` are lepton's (a value_error when saving).
+  std::map<std::string, std::string> metadata{};
+};
+
+namespace detail {
+
+/// One parameter of a model, as the checkpoint code sees it.
+struct ckpt_param {
+  std::string name;
+  dtype type;
+  std::vector<std::size_t> shape;
+  std::size_t size;
+  void* data;
+};
+
+/// The parameters of a model in reflection order. Only reads the model (the const_cast lets
+/// the const overloads reuse nn::for_each_parameter, whose custom walks are non-const).
+template <class Model> std::vector<ckpt_param> model_params(Model const& model) {
+  std::vector<ckpt_param> out;
+  nn::for_each_parameter(const_cast<Model&>(model), [&](std::string_view name, auto& p) {
+    using P = std::remove_cvref_t<decltype(p)>;
+    auto s = p.value.shape();
+    out.push_back({std::string(name), dtype_of<typename P::value_type>,
+                   std::vector<std::size_t>(s.begin(), s.end()), p.value.size(),
+                   static_cast<void*>(p.value.data())});
+  });
+  return out;
+}
+
+/// A layer that draws random numbers from a (seed, call counter) pair, like nn::dropout.
+template <class L>
+concept rng_layer = requires(L& l) {
+  { l.seed } -> std::same_as<std::uint64_t&>;
+  { l.calls } -> std::same_as<std::uint64_t&>;
+};
+
+/// Calls f(seed&, calls&) for every rng_layer of the model, in nn::for_each_object order.
+template <class Model, class F> void for_each_rng_layer(Model& model, F&& f) {
+  nn::for_each_object(model, [&](auto& obj) {
+    if constexpr (rng_layer<std::remove_cvref_t<decltype(obj)>>) f(obj.seed, obj.calls);
+  });
+}
+
+inline constexpr std::string_view reserved_metadata[] = {"format", "format_version", "optimizer_state", "epoch",
+                                                     "step"};
+
+inline bool is_reserved_metadata(std::string_view key) {
+  return std::find(std::begin(reserved_metadata), std::end(reserved_metadata), key) != std::end(reserved_metadata);
+}
+
+/// Whether a tensor name belongs to the non-model part of a checkpoint.
+inline bool is_checkpoint_state_name(std::string_view name) {
+  return name.starts_with("optim.") || name.starts_with("train.") || name.starts_with("sched.");
+}
+
+inline std::int64_t to_i64(std::uint64_t v) noexcept { return std::bit_cast<std::int64_t>(v); }
+inline std::uint64_t to_u64(std::int64_t v) noexcept { return std::bit_cast<std::uint64_t>(v); }
+
+/// One field of a scheduler's state, copied out (saving) or staged (loading).
+struct sched_field {
+  std::string name;
+  bool is_double;
+  double d = 0;
+  std::int64_t i = 0;
+};
+
+template <class Sched> std::vector<sched_field> scheduler_fields(Sched& s) {
+  std::vector<sched_field> out;
+  s.for_each_state([&](std::string_view name, auto& v) {
+    using V = std::remove_cvref_t<decltype(v)>;
+    if constexpr (std::is_same_v<V, double>) out.push_back({"sched." + std::string(name), true, v, 0});
+    else out.push_back({"sched." + std::string(name), false, 0, to_i64(static_cast<std::uint64_t>(v))});
+  });
+  return out;
+}
+
+/// An optimizer's state buffers, checked against the model: one entry per (state, parameter).
+struct ckpt_state {
+  std::string name; ///< optim.<state>.<parameter>
+  std::size_t param;
+  void* data;
+};
+
+template <class Opt>
+std::vector<ckpt_state> optimizer_states(Opt& opt, std::vector<ckpt_param> const& params, std::string& kinds,
+                                         char const* who) {
+  using T = typename Opt::value_type;
+  std::vector<ckpt_state> out;
+  std::vector<std::string> names;
+  std::size_t k = 0;
+  std::string current;
+  opt.for_each_state([&](std::string_view state, std::string_view pname, T* data, std::size_t size) {
+    if (names.empty() || names.back() != state) {
+      if (!names.empty() && k != params.size())
+        throw value_error(std::string(who) + ": the optimizer's state '" + names.back() + "' covers " +
+                          std::to_string(k) + " parameters, the model has " + std::to_string(params.size()) +
+                          " (was the optimizer built for this model?)");
+      names.emplace_back(state);
+      k = 0;
+    }
+    if (k >= params.size() || params[k].name != pname || params[k].size != size ||
+        params[k].type != dtype_of<T>)
+      throw value_error(std::string(who) + ": the optimizer's parameter " + std::to_string(k) + " ('" +
+                        std::string(pname) + "', " + std::to_string(size) + " elements) is not the model's" +
+                        (k < params.size() ? " ('" + params[k].name + "', " + std::to_string(params[k].size) +
+                                                 " elements)"
+                                           : std::string()) +
+                        ": was the optimizer built for this model?");
+    out.push_back({"optim." + std::string(state) + "." + std::string(pname), k, static_cast<void*>(data)});
+    ++k;
+  });
+  if (!names.empty() && k != params.size())
+    throw value_error(std::string(who) + ": the optimizer's state '" + names.back() + "' covers " +
+                      std::to_string(k) + " parameters, the model has " + std::to_string(params.size()) +
+                      " (was the optimizer built for this model?)");
+  kinds.clear();
+  for (std::size_t i = 0; i < names.size(); ++i) kinds += (i ? "," : "") + names[i];
+  return out;
+}
+
+inline tensor_ref raw_ref(std::string name, dtype t, std::vector<std::size_t> shape, void const* data) {
+  return {std::move(name), t, std::move(shape), data};
+}
+
+inline tensor_target raw_target(std::string name, dtype t, std::vector<std::size_t> shape, void* data) {
+  auto cur = shape;
+  return {std::move(name), t, std::move(shape), std::move(cur), data, {}, {}};
+}
+
+/// Reads the data of the matched entries into one staging buffer; `at[entry]` is its position.
+struct staged_data {
+  std::unique_ptr<std::byte[]> bytes;
+  std::vector<std::size_t> at;
+};
+
+inline staged_data stage_matched(byte_source const& src, st_header const& h, std::vector<std::size_t> const& match) {
+  std::size_t total = 0;
+  for (auto m : match)
+    if (m != no_entry) total += static_cast<std::size_t>(h.entries[m].end - h.entries[m].begin);
+  staged_data s{std::make_unique_for_overwrite<std::byte[]>(total ? total : 1),
+                std::vector<std::size_t>(h.entries.size(), 0)};
+  std::size_t pos = 0;
+  for (auto m : match) {
+    if (m == no_entry) continue;
+    auto const& e = h.entries[m];
+    auto const n = static_cast<std::size_t>(e.end - e.begin);
+    s.at[m] = pos;
+    src.read(h.data_start + e.begin, s.bytes.get() + pos, n, "tensor '" + e.name + "'");
+    pos += n;
+  }
+  return s;
+}
+
+/// Copies the staged data of targets [first, last) into them (fixed shapes: cannot fail).
+inline void copy_staged(std::vector<tensor_target> const& targets, std::vector<std::size_t> const& match,
+                        st_header const& h, staged_data const& s, std::size_t first, std::size_t last) noexcept {
+  for (std::size_t k = first; k < last; ++k) {
+    if (match[k] == no_entry) continue;
+    auto const& e = h.entries[match[k]];
+    auto const n = static_cast<std::size_t>(e.end - e.begin);
+    if (n) std::memcpy(targets[k].data, s.bytes.get() + s.at[match[k]], n);
+  }
+}
+
+inline std::vector<entry_info> entry_infos(st_header const& h) {
+  std::vector<entry_info> info;
+  info.reserve(h.entries.size());
+  for (auto const& e : h.entries) info.push_back({&e.name, e.type, &e.shape});
+  return info;
+}
+
+inline std::string const* find_metadata(st_header const& h, std::string const& key) {
+  auto it = h.metadata.find(key);
+  return it == h.metadata.end() ? nullptr : &it->second;
+}
+
+struct no_scheduler {};
+
+template <class Model, class Opt, class Sched>
+void save_checkpoint_impl(std::filesystem::path const& path, Model const& model, Opt& opt, train_state const& st,
+                          Sched* sched, atomic_write_options const& w) {
+  using T = typename Opt::value_type;
+  char const* const who = "save_checkpoint";
+  Model& m = const_cast<Model&>(model); // only read: the walks below are written for mutable models
+  auto const params = model_params(m);
+  std::string kinds;
+  auto const states = optimizer_states(opt, params, kinds, who);
+
+  std::map<std::string, std::string> meta;
+  for (auto const& [k, v] : st.metadata) {
+    if (is_reserved_metadata(k))
+      throw value_error(std::string(who) + ": metadata key '" + k + "' is reserved for lepton");
+    meta.emplace(k, v);
+  }
+  meta["format"] = std::string(checkpoint_format);
+  meta["format_version"] = std::string(checkpoint_format_version);
+  meta["optimizer_state"] = kinds;
+  meta["epoch"] = std::to_string(st.epoch);
+  meta["step"] = std::to_string(st.step);
+
+  // Scalars live here until the save returns (the refs point at them).
+  std::int64_t const steps = to_i64(opt.steps()), epoch = to_i64(st.epoch), step = to_i64(st.step),
+                     seed = to_i64(st.seed);
+  double const lr = opt.lr();
+  std::vector<std::int64_t> rng_seed, rng_calls;
+  for_each_rng_layer(m, [&](std::uint64_t const& s, std::uint64_t const& c) {
+    rng_seed.push_back(to_i64(s));
+    rng_calls.push_back(to_i64(c));
+  });
+  std::vector<sched_field> sf;
+  if constexpr (!std::is_same_v<Sched, no_scheduler>) sf = scheduler_fields(*sched);
+
+  std::vector<tensor_ref> refs;
+  refs.reserve(params.size() + states.size() + 7 + sf.size());
+  for (auto const& p : params) refs.push_back(raw_ref(p.name, p.type, p.shape, p.data));
+  for (auto const& s : states) refs.push_back(raw_ref(s.name, dtype_of<T>, params[s.param].shape, s.data));
+  refs.push_back(raw_ref("optim.step", dtype::i64, {}, &steps));
+  refs.push_back(raw_ref("optim.lr", dtype::f64, {}, &lr));
+  refs.push_back(raw_ref("train.epoch", dtype::i64, {}, &epoch));
+  refs.push_back(raw_ref("train.step", dtype::i64, {}, &step));
+  refs.push_back(raw_ref("train.seed", dtype::i64, {}, &seed));
+  refs.push_back(raw_ref("train.rng_seed", dtype::i64, {rng_seed.size()}, rng_seed.data()));
+  refs.push_back(raw_ref("train.rng_calls", dtype::i64, {rng_calls.size()}, rng_calls.data()));
+  for (auto const& f : sf)
+    refs.push_back(f.is_double ? raw_ref(f.name, dtype::f64, {}, &f.d) : raw_ref(f.name, dtype::i64, {}, &f.i));
+  save_safetensors(path, refs, meta, w);
+}
+
+template <class Model, class Opt, class Sched>
+void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& opt, train_state& st,
+                          Sched* sched, load_options const& lo) {
+  using T = typename Opt::value_type;
+  auto const params = model_params(model);
+  std::string kinds;
+  auto const states = optimizer_states(opt, params, kinds, "load_checkpoint");
+
+  file_reader f(path);
+  byte_source src(f, 0, f.size(), f.name());
+  st_header const h = parse_safetensors_header(src, lo);
+  std::string const& file = src.name();
+
+  auto const* format = find_metadata(h, "format");
+  if (!format || *format != checkpoint_format)
+    format_fail(file, "not a lepton checkpoint (its __metadata__ has no \"format\": \"" +
+                          std::string(checkpoint_format) + "\"; a model file is read with load_model)");
+  auto const* version = find_metadata(h, "format_version");
+  if (!version || *version != checkpoint_format_version)
+    format_fail(file, "unsupported checkpoint format_version '" + (version ? *version : std::string("(none)")) +
+                          "' (this lepton reads version " + std::string(checkpoint_format_version) + ")");
+  auto const* file_kinds = find_metadata(h, "optimizer_state");
+  if (!file_kinds) format_fail(file, "the checkpoint's __metadata__ has no optimizer_state");
+  if (*file_kinds != kinds)
+    format_fail(file, "the checkpoint holds optimizer state (" + *file_kinds + ") but this optimizer has (" +
+                          kinds + "): was it saved with another optimizer or other options?");
+
+  // Where the loaded values go: first the model and the optimizer buffers (written only once all is
+  // validated), then local copies of the scalars (validated before anything is written).
+  std::vector<tensor_target> targets;
+  for (auto const& p : params) targets.push_back(raw_target(p.name, p.type, p.shape, p.data));
+  for (auto const& s : states) targets.push_back(raw_target(s.name, dtype_of<T>, params[s.param].shape, s.data));
+  std::size_t const n_real = targets.size();
+
+  std::int64_t steps = 0, epoch = 0, step = 0, seed = 0;
+  double lr = 0;
+  std::size_t n_rng = 0;
+  for_each_rng_layer(model, [&](std::uint64_t&, std::uint64_t&) { ++n_rng; });
+  std::vector<std::int64_t> rng_seed(n_rng), rng_calls(n_rng);
+  std::vector<sched_field> sf;
+  if constexpr (!std::is_same_v<Sched, no_scheduler>) sf = scheduler_fields(*sched);
+  targets.push_back(raw_target("optim.step", dtype::i64, {}, &steps));
+  targets.push_back(raw_target("optim.lr", dtype::f64, {}, &lr));
+  targets.push_back(raw_target("train.epoch", dtype::i64, {}, &epoch));
+  targets.push_back(raw_target("train.step", dtype::i64, {}, &step));
+  targets.push_back(raw_target("train.seed", dtype::i64, {}, &seed));
+  targets.push_back(raw_target("train.rng_seed", dtype::i64, {n_rng}, rng_seed.data()));
+  targets.push_back(raw_target("train.rng_calls", dtype::i64, {n_rng}, rng_calls.data()));
+  for (auto& fld : sf)
+    targets.push_back(fld.is_double ? raw_target(fld.name, dtype::f64, {}, &fld.d)
+                                    : raw_target(fld.name, dtype::i64, {}, &fld.i));
+
+  auto const match = match_targets(file, entry_infos(h), targets, {});
+  staged_data const staged = stage_matched(src, h, match);
+  copy_staged(targets, match, h, staged, n_real, targets.size());
+
+  if (!(lr >= 0) || !std::isfinite(lr))
+    format_fail(file, "tensor 'optim.lr': the learning rate " + std::to_string(lr) + " is not finite and >= 0");
+  for (auto const& fld : sf)
+    if (fld.is_double && std::isnan(fld.d)) format_fail(file, "tensor '" + fld.name + "' is NaN");
+  train_state next;
+  next.epoch = to_u64(epoch);
+  next.step = to_u64(step);
+  next.seed = to_u64(seed);
+  for (auto const& [k, v] : h.metadata)
+    if (!is_reserved_metadata(k)) next.metadata.emplace(k, v);
+
+  // Commit: nothing below throws.
+  copy_staged(targets, match, h, staged, 0, n_real);
+  opt.set_steps(to_u64(steps));
+  opt.set_lr(lr); // validated above
+  std::size_t r = 0;
+  for_each_rng_layer(model, [&](std::uint64_t& s, std::uint64_t& c) {
+    s = to_u64(rng_seed[r]);
+    c = to_u64(rng_calls[r]);
+    ++r;
+  });
+  if constexpr (!std::is_same_v<Sched, no_scheduler>) {
+    std::size_t i = 0;
+    sched->for_each_state([&](std::string_view, auto& v) {
+      using V = std::remove_cvref_t<decltype(v)>;
+      if constexpr (std::is_same_v<V, double>) v = sf[i].d;
+      else v = static_cast<V>(to_u64(sf[i].i));
+      ++i;
+    });
+  }
+  st = std::move(next);
+}
+
+} // namespace detail
+
+/// @brief Saves a model's parameters as safetensors under their reflected names (`fc1.weight`,
+///        `0.bias`; see nn/reflect.hpp), atomically (see atomic_writer).
+///
+/// The file holds exactly the parameters, in reflection order, with their own dtype and shape
+/// (a `linear<In, Out>` weight is (In, Out): y = x W + b). `metadata` becomes `__metadata__`.
+/// Throws lepton::io_error if the file cannot be written (the previous file is then intact).
+///
+/// **Example**:
+/// ```
+/// mlp model;  lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);
+/// lepton::io::save_model("mlp.safetensors", model, {{"dataset", "fashion-mnist"}});
+/// ```
+template <class Model>
+void save_model(std::filesystem::path const& path, Model const& model,
+                std::map<std::string, std::string> const& metadata = {}, atomic_write_options options = {}) {
+  auto const params = detail::model_params(model);
+  std::vector<tensor_ref> refs;
+  refs.reserve(params.size());
+  for (auto const& p : params) refs.push_back(detail::raw_ref(p.name, p.type, p.shape, p.data));
+  save_safetensors(path, refs, metadata, options);
+}
+
+/// @brief Loads a model's parameters from a safetensors file (one written by save_model or
+///        save_checkpoint, or by Python), with the strong guarantee.
+///
+/// Every parameter must be in the file with its exact dtype and shape, and every tensor of the file
+/// must name a parameter (relax with `model_load_options`); the optimizer, training and scheduler
+/// entries of a lepton checkpoint are ignored. A mismatch is a lepton::format_error that names the
+/// parameter and both shapes, e.g.
+/// `lepton: m.safetensors: tensor 'fc1.weight': expected F32 (784, 256), file has F32 (784, 255)`.
+/// The file is validated and the data read before the first parameter is written: on any exception
+/// the model is unchanged. Gradients are not touched.
+///
+/// **Example**:
+/// ```
+/// mlp model;
+/// lepton::io::load_model("mlp.safetensors", model);
+/// ```
+template <class Model>
+void load_model(std::filesystem::path const& path, Model& model, model_load_options const& options = {}) {
+  auto const params = detail::model_params(model);
+  std::vector<tensor_target> targets;
+  targets.reserve(params.size());
+  for (auto const& p : params) targets.push_back(detail::raw_target(p.name, p.type, p.shape, p.data));
+
+  detail::file_reader f(path);
+  detail::byte_source src(f, 0, f.size(), f.name());
+  detail::st_header const h = detail::parse_safetensors_header(src, options.limits);
+  auto const* format = detail::find_metadata(h, "format");
+  bool const is_checkpoint = format && *format == checkpoint_format;
+
+  // Hide a checkpoint's own entries (unless a parameter has the same name) from the matching.
+  std::vector<detail::entry_info> info;
+  std::vector<std::size_t> entry_of;
+  for (std::size_t i = 0; i < h.entries.size(); ++i) {
+    auto const& e = h.entries[i];
+    if (is_checkpoint && detail::is_checkpoint_state_name(e.name) &&
+        std::none_of(params.begin(), params.end(), [&](auto const& p) { return p.name == e.name; }))
+      continue;
+    info.push_back({&e.name, e.type, &e.shape});
+    entry_of.push_back(i);
+  }
+  auto match = detail::match_targets(src.name(), info, targets,
+                                     {.allow_missing = options.allow_missing,
+                                      .allow_unexpected = options.allow_unexpected});
+  for (auto& m : match)
+    if (m != detail::no_entry) m = entry_of[m];
+  detail::staged_data const staged = detail::stage_matched(src, h, match);
+  detail::copy_staged(targets, match, h, staged, 0, targets.size());
+}
+
+/// @brief Saves a training checkpoint: parameters, optimizer state, training position and the RNG
+///        state of every dropout layer, in one safetensors file, written atomically.
+///
+/// Tensors (see docs/io.md): each parameter under its reflected name; `optim.<state>.<parameter>`
+/// for each optimizer buffer (`optim.m.fc1.weight`, `optim.v.fc1.weight` for Adam;
+/// `optim.velocity.*` for SGD with momentum; `optim.square_avg.*`, `optim.momentum_buffer.*` for
+/// RMSprop); `optim.step` (I64) and `optim.lr` (F64); `train.epoch`, `train.step`, `train.seed` (I64);
+/// `train.rng_seed` and `train.rng_calls` (I64, one per dropout layer in nn::for_each_object order).
+/// `__metadata__` has `format` = `lepton.checkpoint`, `format_version`, `optimizer_state` (the state
+/// names, e.g. `m,v`), readable copies of `epoch` and `step`, and `state.metadata`.
+/// Throws lepton::value_error if the optimizer was not built for this model or a metadata key is
+/// reserved, lepton::io_error if the file cannot be written (the previous file is then intact).
+///
+/// **Example**:
+/// ```
+/// lepton::io::save_checkpoint("ckpt.safetensors", model, opt, {.epoch = 2, .step = opt.steps(), .seed = 9});
+/// ```
+template <class Model, optim::stateful_optimizer Opt>
+void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt& opt, train_state const& state,
+                     atomic_write_options options = {}) {
+  detail::save_checkpoint_impl(path, model, opt, state, static_cast<detail::no_scheduler*>(nullptr), options);
+}
+
+/// @brief save_checkpoint with a learning-rate scheduler, whose state is stored as `sched.<name>`
+///        (`sched.lr0`, `sched.epoch`; `sched.best`, `sched.bad_epochs`).
+///
+/// **Example**:
+/// ```
+/// lepton::optim::cosine_lr sched{opt, 10};
+/// lepton::io::save_checkpoint("ckpt.safetensors", model, opt, {.epoch = 2, .step = opt.steps()}, sched);
+/// ```
+template <class Model, optim::stateful_optimizer Opt, optim::stateful_scheduler Sched>
+void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt& opt, train_state const& state,
+                     Sched& scheduler, atomic_write_options options = {}) {
+  detail::save_checkpoint_impl(path, model, opt, state, &scheduler, options);
+}
+
+/// @brief Restores a checkpoint written by save_checkpoint into a model and optimizer of the same
+///        types (e.g. built anew after a restart), with the strong guarantee.
+///
+/// Checks, before writing anything: the file (as load_safetensors does), `format` and
+/// `format_version`, that the optimizer has the same kinds of state (`optimizer_state`), that every
+/// parameter, optimizer buffer and scalar is there with the right dtype and shape (a format_error
+/// names the tensor and both shapes) and that nothing else is, and that the values are valid (a
+/// finite, non-negative learning rate). Then it writes the parameters, the optimizer's buffers, step
+/// count and learning rate, the dropout layers' seeds and counters, and `state`. On any exception
+/// (lepton::io_error, format_error, value_error) model, optimizer and `state` are unchanged.
+/// Hyperparameters (betas, momentum, weight decay) are not stored: build the optimizer with the same
+/// options. Peak extra memory: the size of the file.
+///
+/// **Example**:
+/// ```
+/// net model;  lepton::optim::adam opt{model, {.lr = 1e-3}};  lepton::io::train_state st;
+/// lepton::io::load_checkpoint("ckpt-epoch-0002.safetensors", model, opt, st);
+/// lepton::train::fit(model, opt, loss, train, {.epochs = 3, .start_epoch = st.epoch, .seed = st.seed});
+/// ```
+template <class Model, optim::stateful_optimizer Opt>
+void load_checkpoint(std::filesystem::path const& path, Model& model, Opt& opt, train_state& state,
+                     load_options const& options = {}) {
+  detail::load_checkpoint_impl(path, model, opt, state, static_cast<detail::no_scheduler*>(nullptr), options);
+}
+
+/// @brief load_checkpoint with a learning-rate scheduler (the checkpoint must hold its state). Its
+///        `lr0` is restored too, so build it before or after loading: either way it continues exactly.
+///
+/// **Example**: `lepton::io::load_checkpoint(path, model, opt, st, sched);`
+template <class Model, optim::stateful_optimizer Opt, optim::stateful_scheduler Sched>
+void load_checkpoint(std::filesystem::path const& path, Model& model, Opt& opt, train_state& state,
+                     Sched& scheduler, load_options const& options = {}) {
+  detail::load_checkpoint_impl(path, model, opt, state, &scheduler, options);
+}
+
+/// @brief Where and how often a checkpointer saves.
+///
+/// **Example**: `lepton::io::checkpoint_options{.dir = "ckpt", .every = 2, .keep_last = 3}`
+struct checkpoint_options {
+  std::filesystem::path dir = ".";      ///< created if needed
+  std::size_t every = 1;                ///< save after epochs every, 2 * every, ... (> 0)
+  std::size_t keep_last = 3;            ///< keep the newest this many files of `prefix` (0: keep all)
+  std::string prefix = "ckpt-epoch-";   ///< file names: prefix + 4-digit epoch + ".safetensors"
+  atomic_write_options write{};         ///< passed to the atomic writer
+};
+
+/// @brief The file a checkpointer writes for an epoch: `dir/ckpt-epoch-0003.safetensors` (at least
+///        4 digits).
+///
+/// **Example**: `lepton::io::checkpoint_path("ckpt", 3) == "ckpt/ckpt-epoch-0003.safetensors"`
+inline std::filesystem::path checkpoint_path(std::filesystem::path const& dir, std::uint64_t epoch,
+                                             std::string const& prefix = "ckpt-epoch-") {
+  char digits[32];
+  std::snprintf(digits, sizeof digits, "%04llu", static_cast<unsigned long long>(epoch));
+  return dir / (prefix + digits + ".safetensors");
+}
+
+/// @brief The checkpoints of `dir` named `prefix<digits>.safetensors`, sorted by epoch (oldest first).
+/// A missing directory has none.
+///
+/// **Example**: `for (auto const& [epoch, path] : lepton::io::list_checkpoints("ckpt")) ...`
+inline std::vector<std::pair<std::uint64_t, std::filesystem::path>>
+list_checkpoints(std::filesystem::path const& dir, std::string const& prefix = "ckpt-epoch-") {
+  std::vector<std::pair<std::uint64_t, std::filesystem::path>> out;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec), end;
+  if (ec) return out;
+  constexpr std::string_view ext = ".safetensors";
+  for (; it != end; it.increment(ec)) {
+    if (ec) break;
+    std::string const name = it->path().filename().string();
+    if (!name.starts_with(prefix) || !name.ends_with(ext) || name.size() <= prefix.size() + ext.size()) continue;
+    std::string_view digits(name.data() + prefix.size(), name.size() - prefix.size() - ext.size());
+    if (digits.size() > 19 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    out.emplace_back(std::stoull(std::string(digits)), it->path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// @brief The newest checkpoint of `dir` (highest epoch), if any.
+///
+/// **Example**:
+/// ```
+/// lepton::io::train_state st;
+/// if (auto p = lepton::io::latest_checkpoint("ckpt")) lepton::io::load_checkpoint(*p, model, opt, st);
+/// ```
+inline std::optional<std::filesystem::path> latest_checkpoint(std::filesystem::path const& dir,
+                                                              std::string const& prefix = "ckpt-epoch-") {
+  auto all = list_checkpoints(dir, prefix);
+  if (all.empty()) return std::nullopt;
+  return all.back().second;
+}
+
+/// @brief A fit callback that saves a checkpoint every N epochs and keeps the last K files.
+///
+/// Pass it as `fit_options::on_checkpoint` (called after `on_epoch`, so a scheduler stepped there is
+/// saved in its new state). After epoch e (1-based) with `e % every == 0` it writes
+/// `checkpoint_path(dir, e, prefix)` with `train_state{e, opt.steps(), seed}`, then deletes the
+/// oldest files of `prefix` in `dir` beyond `keep_last` (by epoch number; deletion is best effort).
+/// It holds pointers to the model, optimizer and scheduler, which must outlive it; copies share them.
+/// @tparam Sched a stateful_scheduler, or detail::no_scheduler for none
+///
+/// **Example**:
+/// ```
+/// lepton::io::checkpointer ckpt(model, opt, sched, {.dir = "ckpt", .every = 1, .keep_last = 2}, 9);
+/// lepton::train::fit(model, opt, loss, train, {.epochs = 10, .seed = 9,
+///                    .on_epoch = [&](auto const&) { sched.step(); return true; }, .on_checkpoint = ckpt});
+/// ```
+template <class Model, optim::stateful_optimizer Opt, class Sched = detail::no_scheduler> class checkpointer {
+public:
+  /// Without a scheduler. `seed` is the data seed (fit_options::seed), stored for resuming.
+  checkpointer(Model& model, Opt& opt, checkpoint_options options, std::uint64_t seed = 0)
+    requires std::is_same_v<Sched, detail::no_scheduler>
+      : m_model(&model), m_opt(&opt), m_options(std::move(options)), m_seed(seed) {
+    check();
+  }
+  /// With a scheduler, saved with the rest.
+  checkpointer(Model& model, Opt& opt, Sched& sched, checkpoint_options options, std::uint64_t seed = 0)
+    requires optim::stateful_scheduler<Sched>
+      : m_model(&model), m_opt(&opt), m_sched(&sched), m_options(std::move(options)), m_seed(seed) {
+    check();
+  }
+
+  /// Saves now as after epoch `epoch` (creating the directory if needed), then prunes old files.
+  /// Returns the file written. Throws lepton::io_error if the directory or file cannot be written.
+  std::filesystem::path save(std::uint64_t epoch) {
+    std::error_code ec;
+    std::filesystem::create_directories(m_options.dir, ec);
+    if (ec) throw io_error(m_options.dir.string() + ": cannot create the checkpoint directory: " + ec.message());
+    auto path = checkpoint_path(m_options.dir, epoch, m_options.prefix);
+    train_state st{.epoch = epoch, .step = m_opt->steps(), .seed = m_seed};
+    if constexpr (std::is_same_v<Sched, detail::no_scheduler>) save_checkpoint(path, *m_model, *m_opt, st, m_options.write);
+    else save_checkpoint(path, *m_model, *m_opt, st, *m_sched, m_options.write);
+    prune();
+    return path;
+  }
+
+  /// The fit hook: saves when `stats.epoch` (1-based, completed epochs) is a multiple of `every`.
+  template <class Stats>
+    requires requires(Stats const& s) { static_cast<std::uint64_t>(s.epoch); }
+  void operator()(Stats const& stats) {
+    auto const e = static_cast<std::uint64_t>(stats.epoch);
+    if (e % m_options.every == 0) save(e);
+  }
+
+  /// The options given at construction.
+  checkpoint_options const& options() const noexcept { return m_options; }
+
+private:
+  void check() const {
+    if (m_options.every == 0) throw value_error("checkpointer: every must be > 0");
+  }
+  void prune() const noexcept {
+    if (m_options.keep_last == 0) return;
+    try {
+      auto all = list_checkpoints(m_options.dir, m_options.prefix);
+      std::size_t const excess = all.size() > m_options.keep_last ? all.size() - m_options.keep_last : 0;
+      for (std::size_t i = 0; i < excess; ++i) {
+        std::error_code ec;
+        std::filesystem::remove(all[i].second, ec);
+      }
+    } catch (...) {
+      // best effort: a checkpoint that could not be deleted is harmless
+    }
+  }
+
+  Model* m_model;
+  Opt* m_opt;
+  Sched* m_sched = nullptr;
+  checkpoint_options m_options;
+  std::uint64_t m_seed;
+};
+
+/// Deduction: `checkpointer(model, opt, options, seed)` has no scheduler.
+template <class Model, class Opt>
+checkpointer(Model&, Opt&, checkpoint_options, std::uint64_t) -> checkpointer<Model, Opt>;
+template <class Model, class Opt> checkpointer(Model&, Opt&, checkpoint_options) -> checkpointer<Model, Opt>;
+/// Deduction: `checkpointer(model, opt, sched, options, seed)`.
+template <class Model, class Opt, class Sched>
+checkpointer(Model&, Opt&, Sched&, checkpoint_options, std::uint64_t) -> checkpointer<Model, Opt, Sched>;
+template <class Model, class Opt, class Sched>
+checkpointer(Model&, Opt&, Sched&, checkpoint_options) -> checkpointer<Model, Opt, Sched>;
+
+} // namespace lepton::io

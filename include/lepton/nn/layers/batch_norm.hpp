@@ -1,0 +1,68 @@
+#pragma once
+/// @file batch_norm.hpp
+/// @brief `lepton::nn::batch_norm<C>`: batch normalisation over the channels of (batch, C) or
+///        (batch, C, H, W) inputs, with running statistics for evaluation.
+
+#include <array>
+
+#include "../../expr/conv.hpp"
+#include "../layer.hpp"
+
+namespace lepton::nn {
+
+/// @brief Batch normalisation layer (PyTorch's `BatchNorm1d`/`BatchNorm2d`).
+///
+/// In training mode (the default; see lepton::nn::set_training) it normalises each channel with
+/// the batch's mean and variance and blends them into `running_mean`/`running_var` (unbiased
+/// variance, weight `momentum`) every time the expression is evaluated; in evaluation mode it uses
+/// the running statistics. `weight` (gamma) starts at 1 and `bias` (beta) at 0.
+///
+/// `lepton::nn::init` sets every rank-1 parameter to zero, gamma included: call
+/// lepton::nn::reset_batch_norm(model) after it (it restores gamma = 1, beta = 0 and fresh running
+/// statistics in every batch_norm layer of the model).
+/// The running statistics are plain tensors, not parameters: optimizers do not see them.
+/// @tparam C  channels (dimension 1 of the input)   @tparam T  float or double
+/// **Example**: `lepton::nn::batch_norm<32> bn;  auto h = lepton::relu(bn(conv(x)));`
+template <std::size_t C, class T = float> struct batch_norm {
+  param<T, C> weight{tensor<T, C>(shape_t<1>{C}, T(1))}; ///< gamma (C)
+  param<T, C> bias{};                                      ///< beta (C)
+  mutable tensor<T, C> running_mean{};                     ///< (C) updated in training mode
+  mutable tensor<T, C> running_var{shape_t<1>{C}, T(1)};   ///< (C) updated in training mode
+  double momentum = 0.1;
+  double eps = 1e-5;
+  bool training = true;
+  static constexpr std::array<char const*, 7> lepton_names{"weight",   "bias", "running_mean", "running_var",
+                                                           "momentum", "eps",  "training"};
+
+  template <operand X> auto operator()(X&& x) const {
+    using E = lepton::detail::expr_of<X>;
+    static_assert(E::rank >= 2, "lepton: batch_norm<C> takes an input (batch, C) or (batch, C, H, W)");
+    static_assert(batch_norm_channels<C, E::static_dims::values[1]>::value,
+                  "lepton: batch_norm<C>: the input's channel dimension is not C");
+    return lepton::batch_norm(std::forward<X>(x), weight, bias,
+                              {.running_mean = running_mean.data(),
+                               .running_var = running_var.data(),
+                               .momentum = momentum,
+                               .eps = eps,
+                               .training = training});
+  }
+
+  /// gamma = 1, beta = 0, running mean 0 and variance 1.
+  void lepton_reset_parameters() {
+    weight.value.fill(T(1));
+    bias.value.fill(T(0));
+    running_mean.fill(T(0));
+    running_var.fill(T(1));
+  }
+};
+
+/// @brief Restores every batch_norm layer of `model` to its initial state (gamma 1, beta 0, running
+///        statistics 0 and 1). Call it after lepton::nn::init, which zeroes rank-1 parameters.
+/// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);  lepton::nn::reset_batch_norm(model);`
+template <class Model> void reset_batch_norm(Model& model) {
+  for_each_object(model, [](auto& obj) {
+    if constexpr (requires { obj.lepton_reset_parameters(); }) obj.lepton_reset_parameters();
+  });
+}
+
+} // namespace lepton::nn
