@@ -1,0 +1,15 @@
+# cmake -DCMD=<program;args> -DREGEX=<regex> -P expect_failure.cmake
+# Passes when the program exits non-zero and its output matches REGEX in one line.
+execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected a failure exit code, got 0\n${out}${err}")
+endif()
+if(NOT "${out}${err}" MATCHES "${REGEX}")
+  message(FATAL_ERROR "output does not match '${REGEX}':\n${out}${err}")
+endif()
+string(REGEX MATCHALL "\n" lines "${err}")
+list(LENGTH lines n)
+if(n GREATER 3)
+  message(FATAL_ERROR "expected a short error, got ${n} lines:\n${err}")
+endif()
+message(STATUS "failed as expected (exit ${rc}): ${err}")
