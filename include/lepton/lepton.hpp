@@ -10,6 +10,7 @@
 #include "core/config.hpp"
 #include "core/constraints.hpp"
 #include "core/error.hpp"
+#include "core/fpenv.hpp"
 #include "core/memory.hpp"
 #include "core/parallel.hpp"
 #include "core/param.hpp"

@@ -42,6 +42,7 @@ struct backward_options {
 template <expression E> auto backward(E const& loss, backward_options opt = {}) {
   static_assert(E::rank == 0, "lepton: backward needs a scalar (rank-0) loss; reduce it with lepton::sum or lepton::mean");
   using T = typename E::value_type;
+  detail::fp_scope fp;
   detail::arena& mem = detail::thread_arena();
   detail::arena_scope scope(mem);
   detail::eval_context ctx(mem);
@@ -86,6 +87,7 @@ auto grad(E const& f, W const&... wrt) {
   static_assert(sizeof...(W) > 0, "lepton: grad(f, wrt...) needs at least one tensor to differentiate against");
   using T = typename E::value_type;
   auto result = std::make_tuple(detail::zero_like(wrt)...);
+  detail::fp_scope fp;
   detail::arena& mem = detail::thread_arena();
   detail::arena_scope scope(mem);
   detail::eval_context ctx(mem);

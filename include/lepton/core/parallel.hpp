@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "fpenv.hpp"
 
 namespace lepton::detail {
 
@@ -76,6 +77,7 @@ public:
       m_next.store(0, std::memory_order_relaxed);
       m_done.store(0, std::memory_order_relaxed);
       m_error = nullptr;
+      m_fp_mode = fp_mode(); // workers compute in the caller's floating-point mode (FTZ/DAZ)
       m_generation.fetch_add(1, std::memory_order_release);
     }
     m_work_cv.notify_all();
@@ -138,6 +140,7 @@ private:
         fn = m_fn;
         ctx = m_ctx;
         n = m_n;
+        set_fp_mode(m_fp_mode);
         ++m_active;
       }
       work(fn, ctx, n);
@@ -174,6 +177,7 @@ private:
   task_fn m_fn = nullptr;
   void* m_ctx = nullptr;
   std::size_t m_n = 0;
+  unsigned m_fp_mode = 0;
   std::size_t m_active = 0;
   std::exception_ptr m_error;
 };

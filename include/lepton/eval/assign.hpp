@@ -2,6 +2,7 @@
 /// @file assign.hpp
 /// @brief Evaluation entry points: assigning an expression to a tensor or view, and `value(expr)`.
 
+#include "../core/fpenv.hpp"
 #include "../expr/node.hpp"
 #include "materialise.hpp"
 
@@ -21,6 +22,7 @@ template <class Dst, class E> void assign_expression(Dst& dst, E const& e) {
   using T = typename D::value_type;
   static_assert(std::is_same_v<T, typename E::value_type>,
                 "lepton: the expression's element type differs from the destination's; use lepton::cast<T>");
+  fp_scope fp;
   arena& mem = thread_arena();
   arena_scope scope(mem);
   eval_context ctx(mem);
@@ -64,6 +66,7 @@ template <operand E> auto value(E&& e, std::size_t* correct = nullptr) {
   using X = detail::expr_of<E>;
   static_assert(X::rank == 0, "lepton: value() needs a rank-0 (scalar) expression; reduce it with sum or mean");
   using T = typename X::value_type;
+  detail::fp_scope fp;
   detail::arena& mem = detail::thread_arena();
   detail::arena_scope scope(mem);
   detail::eval_context ctx(mem);

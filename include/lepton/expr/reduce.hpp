@@ -261,6 +261,7 @@ template <operand X, std::size_t I> auto argmax(X&& x, axis_t<I>) {
   static_assert(axis_in_range<I, R>::value, "lepton: argmax axis is out of range for the operand's rank");
   using out_dims = typename detail::reduced_dims<typename E::static_dims, I, false>::type;
   using result_t = typename detail::tensor_of<std::int64_t, out_dims>::type;
+  detail::fp_scope fp;
   detail::arena& mem = detail::thread_arena();
   detail::arena_scope scope(mem);
   detail::eval_context ctx(mem);

@@ -3,7 +3,9 @@
 /// @brief Models and training checkpoints in the safetensors format.
 ///
 /// - `save_model` / `load_model`: a model's parameters under their reflected names (`fc1.weight`,
-///   `0.bias`, see nn/reflect.hpp): a plain safetensors file that Python reads with `json` + `numpy`.
+///   `0.bias`, see nn/reflect.hpp), then its buffers (`lepton::tensor` members with static dimensions,
+///   such as batch_norm's `running_mean`, named the same way): a plain safetensors file that Python
+///   reads with `json` + `numpy`.
 /// - `save_checkpoint` / `load_checkpoint`: everything needed to resume training bit for bit, in one
 ///   file written atomically: the parameters, the optimizer's state (moments, velocity, ..., step
 ///   count, learning rate), a scheduler's state, the epoch, step and data seed, and the RNG state
@@ -110,6 +112,57 @@ template <class Model> std::vector<ckpt_param> model_params(Model const& model) 
   return out;
 }
 
+template <class T> struct is_static_tensor : std::false_type {};
+template <class T, std::size_t... D> struct is_static_tensor<tensor<T, D...>>
+    : std::bool_constant<dims<D...>::dynamic_count == 0> {};
+
+/// Walks a model like nn::for_each_parameter and calls f(name, tensor&) for every `lepton::tensor`
+/// member with static dimensions (a buffer, such as batch_norm's running statistics).
+template <class M, class F> void walk_buffers(M& m, std::string const& prefix, F& f) {
+  using U = std::remove_cv_t<M>;
+  namespace nd = nn::detail;
+  if constexpr (parameter<U>) {
+  } else if constexpr (is_static_tensor<U>::value) {
+    if constexpr (storable_element<typename U::value_type>) f(prefix, m);
+  } else if constexpr (nd::has_custom_walk<U>) {
+    m.lepton_for_each_parameter(
+        [&](std::string_view name, auto& sub) { walk_buffers(sub, nd::join(prefix, name), f); });
+  } else if constexpr (nd::is_std_array<U>::value || std::is_array_v<U>) {
+    std::size_t i = 0;
+    for (auto& e : m) walk_buffers(e, nd::join(prefix, std::to_string(i++)), f);
+  } else if constexpr (nd::reflectable<U>()) {
+    std::size_t i = 0;
+    std::apply(
+        [&](auto&... field) {
+      auto one = [&](auto& fld) {
+        std::string name;
+        if constexpr (nd::has_names<U>)
+          name = U::lepton_names[i];
+        else
+          name = std::to_string(i);
+        ++i;
+        walk_buffers(fld, nd::join(prefix, name), f);
+      };
+      (one(field), ...);
+      (void)one;
+        },
+        nd::tie_fields(m));
+  }
+}
+
+/// What a model file holds: the parameters (reflection order), then the buffers.
+template <class Model> std::vector<ckpt_param> model_tensors(Model const& model) {
+  std::vector<ckpt_param> out = model_params(model);
+  auto add = [&](std::string const& name, auto& t) {
+    using V = typename std::remove_cvref_t<decltype(t)>::value_type;
+    auto s = t.shape();
+    out.push_back({name, dtype_of<V>, std::vector<std::size_t>(s.begin(), s.end()), t.size(),
+                   static_cast<void*>(t.data())});
+  };
+  walk_buffers(const_cast<Model&>(model), std::string(), add);
+  return out;
+}
+
 /// A layer that draws random numbers from a (seed, call counter) pair, like nn::dropout.
 template <class L>
 concept rng_layer = requires(L& l) {
@@ -124,11 +177,12 @@ template <class Model, class F> void for_each_rng_layer(Model& model, F&& f) {
   });
 }
 
-inline constexpr std::string_view reserved_metadata[] = {"format", "format_version", "optimizer_state", "epoch",
-                                                     "step"};
+inline constexpr std::string_view reserved_metadata[] = {"format", "format_version", "optimizer_state",
+                                                         "epoch", "step"};
 
 inline bool is_reserved_metadata(std::string_view key) {
-  return std::find(std::begin(reserved_metadata), std::end(reserved_metadata), key) != std::end(reserved_metadata);
+  return std::find(std::begin(reserved_metadata), std::end(reserved_metadata), key) !=
+         std::end(reserved_metadata);
 }
 
 /// Whether a tensor name belongs to the non-model part of a checkpoint.
@@ -151,8 +205,10 @@ template <class Sched> std::vector<sched_field> scheduler_fields(Sched& s) {
   std::vector<sched_field> out;
   s.for_each_state([&](std::string_view name, auto& v) {
     using V = std::remove_cvref_t<decltype(v)>;
-    if constexpr (std::is_same_v<V, double>) out.push_back({"sched." + std::string(name), true, v, 0});
-    else out.push_back({"sched." + std::string(name), false, 0, to_i64(static_cast<std::uint64_t>(v))});
+    if constexpr (std::is_same_v<V, double>)
+      out.push_back({"sched." + std::string(name), true, v, 0});
+    else
+      out.push_back({"sched." + std::string(name), false, 0, to_i64(static_cast<std::uint64_t>(v))});
   });
   return out;
 }
@@ -164,9 +220,8 @@ struct ckpt_state {
   void* data;
 };
 
-template <class Opt>
-std::vector<ckpt_state> optimizer_states(Opt& opt, std::vector<ckpt_param> const& params, std::string& kinds,
-                                         char const* who) {
+template <class Opt> std::vector<ckpt_state> optimizer_states(Opt& opt, std::vector<ckpt_param> const& params,
+                                                              std::string& kinds, char const* who) {
   using T = typename Opt::value_type;
   std::vector<ckpt_state> out;
   std::vector<std::string> names;
@@ -185,9 +240,9 @@ std::vector<ckpt_state> optimizer_states(Opt& opt, std::vector<ckpt_param> const
         params[k].type != dtype_of<T>)
       throw value_error(std::string(who) + ": the optimizer's parameter " + std::to_string(k) + " ('" +
                         std::string(pname) + "', " + std::to_string(size) + " elements) is not the model's" +
-                        (k < params.size() ? " ('" + params[k].name + "', " + std::to_string(params[k].size) +
-                                                 " elements)"
-                                           : std::string()) +
+                        (k < params.size()
+                             ? " ('" + params[k].name + "', " + std::to_string(params[k].size) + " elements)"
+                             : std::string()) +
                         ": was the optimizer built for this model?");
     out.push_back({"optim." + std::string(state) + "." + std::string(pname), k, static_cast<void*>(data)});
     ++k;
@@ -216,7 +271,8 @@ struct staged_data {
   std::vector<std::size_t> at;
 };
 
-inline staged_data stage_matched(byte_source const& src, st_header const& h, std::vector<std::size_t> const& match) {
+inline staged_data stage_matched(byte_source const& src, st_header const& h,
+                                 std::vector<std::size_t> const& match) {
   std::size_t total = 0;
   for (auto m : match)
     if (m != no_entry) total += static_cast<std::size_t>(h.entries[m].end - h.entries[m].begin);
@@ -236,7 +292,8 @@ inline staged_data stage_matched(byte_source const& src, st_header const& h, std
 
 /// Copies the staged data of targets [first, last) into them (fixed shapes: cannot fail).
 inline void copy_staged(std::vector<tensor_target> const& targets, std::vector<std::size_t> const& match,
-                        st_header const& h, staged_data const& s, std::size_t first, std::size_t last) noexcept {
+                        st_header const& h, staged_data const& s, std::size_t first,
+                        std::size_t last) noexcept {
   for (std::size_t k = first; k < last; ++k) {
     if (match[k] == no_entry) continue;
     auto const& e = h.entries[match[k]];
@@ -260,8 +317,8 @@ inline std::string const* find_metadata(st_header const& h, std::string const& k
 struct no_scheduler {};
 
 template <class Model, class Opt, class Sched>
-void save_checkpoint_impl(std::filesystem::path const& path, Model const& model, Opt& opt, train_state const& st,
-                          Sched* sched, atomic_write_options const& w) {
+void save_checkpoint_impl(std::filesystem::path const& path, Model const& model, Opt& opt,
+                          train_state const& st, Sched* sched, atomic_write_options const& w) {
   using T = typename Opt::value_type;
   char const* const who = "save_checkpoint";
   Model& m = const_cast<Model&>(model); // only read: the walks below are written for mutable models
@@ -295,7 +352,7 @@ void save_checkpoint_impl(std::filesystem::path const& path, Model const& model,
 
   std::vector<tensor_ref> refs;
   refs.reserve(params.size() + states.size() + 7 + sf.size());
-  for (auto const& p : params) refs.push_back(raw_ref(p.name, p.type, p.shape, p.data));
+  for (auto const& p : model_tensors(m)) refs.push_back(raw_ref(p.name, p.type, p.shape, p.data));
   for (auto const& s : states) refs.push_back(raw_ref(s.name, dtype_of<T>, params[s.param].shape, s.data));
   refs.push_back(raw_ref("optim.step", dtype::i64, {}, &steps));
   refs.push_back(raw_ref("optim.lr", dtype::f64, {}, &lr));
@@ -305,7 +362,8 @@ void save_checkpoint_impl(std::filesystem::path const& path, Model const& model,
   refs.push_back(raw_ref("train.rng_seed", dtype::i64, {rng_seed.size()}, rng_seed.data()));
   refs.push_back(raw_ref("train.rng_calls", dtype::i64, {rng_calls.size()}, rng_calls.data()));
   for (auto const& f : sf)
-    refs.push_back(f.is_double ? raw_ref(f.name, dtype::f64, {}, &f.d) : raw_ref(f.name, dtype::i64, {}, &f.i));
+    refs.push_back(f.is_double ? raw_ref(f.name, dtype::f64, {}, &f.d)
+                               : raw_ref(f.name, dtype::i64, {}, &f.i));
   save_safetensors(path, refs, meta, w);
 }
 
@@ -328,8 +386,9 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
                           std::string(checkpoint_format) + "\"; a model file is read with load_model)");
   auto const* version = find_metadata(h, "format_version");
   if (!version || *version != checkpoint_format_version)
-    format_fail(file, "unsupported checkpoint format_version '" + (version ? *version : std::string("(none)")) +
-                          "' (this lepton reads version " + std::string(checkpoint_format_version) + ")");
+    format_fail(file, "unsupported checkpoint format_version '" +
+                          (version ? *version : std::string("(none)")) + "' (this lepton reads version " +
+                          std::string(checkpoint_format_version) + ")");
   auto const* file_kinds = find_metadata(h, "optimizer_state");
   if (!file_kinds) format_fail(file, "the checkpoint's __metadata__ has no optimizer_state");
   if (*file_kinds != kinds)
@@ -339,8 +398,9 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
   // Where the loaded values go: first the model and the optimizer buffers (written only once all is
   // validated), then local copies of the scalars (validated before anything is written).
   std::vector<tensor_target> targets;
-  for (auto const& p : params) targets.push_back(raw_target(p.name, p.type, p.shape, p.data));
-  for (auto const& s : states) targets.push_back(raw_target(s.name, dtype_of<T>, params[s.param].shape, s.data));
+  for (auto const& p : model_tensors(model)) targets.push_back(raw_target(p.name, p.type, p.shape, p.data));
+  for (auto const& s : states)
+    targets.push_back(raw_target(s.name, dtype_of<T>, params[s.param].shape, s.data));
   std::size_t const n_real = targets.size();
 
   std::int64_t steps = 0, epoch = 0, step = 0, seed = 0;
@@ -366,7 +426,8 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
   copy_staged(targets, match, h, staged, n_real, targets.size());
 
   if (!(lr >= 0) || !std::isfinite(lr))
-    format_fail(file, "tensor 'optim.lr': the learning rate " + std::to_string(lr) + " is not finite and >= 0");
+    format_fail(file,
+                "tensor 'optim.lr': the learning rate " + std::to_string(lr) + " is not finite and >= 0");
   for (auto const& fld : sf)
     if (fld.is_double && std::isnan(fld.d)) format_fail(file, "tensor '" + fld.name + "' is NaN");
   train_state next;
@@ -390,8 +451,10 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
     std::size_t i = 0;
     sched->for_each_state([&](std::string_view, auto& v) {
       using V = std::remove_cvref_t<decltype(v)>;
-      if constexpr (std::is_same_v<V, double>) v = sf[i].d;
-      else v = static_cast<V>(to_u64(sf[i].i));
+      if constexpr (std::is_same_v<V, double>)
+        v = sf[i].d;
+      else
+        v = static_cast<V>(to_u64(sf[i].i));
       ++i;
     });
   }
@@ -404,7 +467,11 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
 ///        `0.bias`; see nn/reflect.hpp), atomically (see atomic_writer).
 ///
 /// The file holds exactly the parameters, in reflection order, with their own dtype and shape
-/// (a `linear<In, Out>` weight is (In, Out): y = x W + b). `metadata` becomes `__metadata__`.
+/// (a `linear<In, Out>` weight is (In, Out): y = x W + b), then the buffers: every `lepton::tensor`
+/// member with static dimensions of the model's structs and layers (batch_norm's `running_mean`,
+/// `running_var`), named like parameters (`bn1.running_mean`). Tensors with `dyn` dimensions and
+/// members reached only through a custom `lepton_for_each_parameter` are not buffers.
+/// `metadata` becomes `__metadata__`.
 /// Throws lepton::io_error if the file cannot be written (the previous file is then intact).
 ///
 /// **Example**:
@@ -412,10 +479,10 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
 /// mlp model;  lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);
 /// lepton::io::save_model("mlp.safetensors", model, {{"dataset", "fashion-mnist"}});
 /// ```
-template <class Model>
-void save_model(std::filesystem::path const& path, Model const& model,
-                std::map<std::string, std::string> const& metadata = {}, atomic_write_options options = {}) {
-  auto const params = detail::model_params(model);
+template <class Model> void save_model(std::filesystem::path const& path, Model const& model,
+                                       std::map<std::string, std::string> const& metadata = {},
+                                       atomic_write_options options = {}) {
+  auto const params = detail::model_tensors(model);
   std::vector<tensor_ref> refs;
   refs.reserve(params.size());
   for (auto const& p : params) refs.push_back(detail::raw_ref(p.name, p.type, p.shape, p.data));
@@ -425,8 +492,8 @@ void save_model(std::filesystem::path const& path, Model const& model,
 /// @brief Loads a model's parameters from a safetensors file (one written by save_model or
 ///        save_checkpoint, or by Python), with the strong guarantee.
 ///
-/// Every parameter must be in the file with its exact dtype and shape, and every tensor of the file
-/// must name a parameter (relax with `model_load_options`); the optimizer, training and scheduler
+/// Every parameter and buffer (see save_model) must be in the file with its exact dtype and shape, and
+/// every tensor of the file must name one (relax with `model_load_options`); the optimizer, training and scheduler
 /// entries of a lepton checkpoint are ignored. A mismatch is a lepton::format_error that names the
 /// parameter and both shapes, e.g.
 /// `lepton: m.safetensors: tensor 'fc1.weight': expected F32 (784, 256), file has F32 (784, 255)`.
@@ -440,7 +507,7 @@ void save_model(std::filesystem::path const& path, Model const& model,
 /// ```
 template <class Model>
 void load_model(std::filesystem::path const& path, Model& model, model_load_options const& options = {}) {
-  auto const params = detail::model_params(model);
+  auto const params = detail::model_tensors(model);
   std::vector<tensor_target> targets;
   targets.reserve(params.size());
   for (auto const& p : params) targets.push_back(detail::raw_target(p.name, p.type, p.shape, p.data));
@@ -462,9 +529,9 @@ void load_model(std::filesystem::path const& path, Model& model, model_load_opti
     info.push_back({&e.name, e.type, &e.shape});
     entry_of.push_back(i);
   }
-  auto match = detail::match_targets(src.name(), info, targets,
-                                     {.allow_missing = options.allow_missing,
-                                      .allow_unexpected = options.allow_unexpected});
+  auto match = detail::match_targets(
+      src.name(), info, targets,
+      {.allow_missing = options.allow_missing, .allow_unexpected = options.allow_unexpected});
   for (auto& m : match)
     if (m != detail::no_entry) m = entry_of[m];
   detail::staged_data const staged = detail::stage_matched(src, h, match);
@@ -474,7 +541,8 @@ void load_model(std::filesystem::path const& path, Model& model, model_load_opti
 /// @brief Saves a training checkpoint: parameters, optimizer state, training position and the RNG
 ///        state of every dropout layer, in one safetensors file, written atomically.
 ///
-/// Tensors (see docs/io.md): each parameter under its reflected name; `optim.<state>.<parameter>`
+/// Tensors (see docs/io.md): each parameter and buffer under its name (as save_model writes them);
+/// `optim.<state>.<parameter>`
 /// for each optimizer buffer (`optim.m.fc1.weight`, `optim.v.fc1.weight` for Adam;
 /// `optim.velocity.*` for SGD with momentum; `optim.square_avg.*`, `optim.momentum_buffer.*` for
 /// RMSprop); `optim.step` (I64) and `optim.lr` (F64); `train.epoch`, `train.step`, `train.seed` (I64);
@@ -489,8 +557,8 @@ void load_model(std::filesystem::path const& path, Model& model, model_load_opti
 /// lepton::io::save_checkpoint("ckpt.safetensors", model, opt, {.epoch = 2, .step = opt.steps(), .seed = 9});
 /// ```
 template <class Model, optim::stateful_optimizer Opt>
-void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt& opt, train_state const& state,
-                     atomic_write_options options = {}) {
+void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt& opt,
+                     train_state const& state, atomic_write_options options = {}) {
   detail::save_checkpoint_impl(path, model, opt, state, static_cast<detail::no_scheduler*>(nullptr), options);
 }
 
@@ -503,8 +571,8 @@ void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt&
 /// lepton::io::save_checkpoint("ckpt.safetensors", model, opt, {.epoch = 2, .step = opt.steps()}, sched);
 /// ```
 template <class Model, optim::stateful_optimizer Opt, optim::stateful_scheduler Sched>
-void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt& opt, train_state const& state,
-                     Sched& scheduler, atomic_write_options options = {}) {
+void save_checkpoint(std::filesystem::path const& path, Model const& model, Opt& opt,
+                     train_state const& state, Sched& scheduler, atomic_write_options options = {}) {
   detail::save_checkpoint_impl(path, model, opt, state, &scheduler, options);
 }
 
@@ -547,11 +615,11 @@ void load_checkpoint(std::filesystem::path const& path, Model& model, Opt& opt, 
 ///
 /// **Example**: `lepton::io::checkpoint_options{.dir = "ckpt", .every = 2, .keep_last = 3}`
 struct checkpoint_options {
-  std::filesystem::path dir = ".";      ///< created if needed
-  std::size_t every = 1;                ///< save after epochs every, 2 * every, ... (> 0)
-  std::size_t keep_last = 3;            ///< keep the newest this many files of `prefix` (0: keep all)
-  std::string prefix = "ckpt-epoch-";   ///< file names: prefix + 4-digit epoch + ".safetensors"
-  atomic_write_options write{};         ///< passed to the atomic writer
+  std::filesystem::path dir = ".";    ///< created if needed
+  std::size_t every = 1;              ///< save after epochs every, 2 * every, ... (> 0)
+  std::size_t keep_last = 3;          ///< keep the newest this many files of `prefix` (0: keep all)
+  std::string prefix = "ckpt-epoch-"; ///< file names: prefix + 4-digit epoch + ".safetensors"
+  atomic_write_options write{};       ///< passed to the atomic writer
 };
 
 /// @brief The file a checkpointer writes for an epoch: `dir/ckpt-epoch-0003.safetensors` (at least
@@ -579,9 +647,11 @@ list_checkpoints(std::filesystem::path const& dir, std::string const& prefix = "
   for (; it != end; it.increment(ec)) {
     if (ec) break;
     std::string const name = it->path().filename().string();
-    if (!name.starts_with(prefix) || !name.ends_with(ext) || name.size() <= prefix.size() + ext.size()) continue;
+    if (!name.starts_with(prefix) || !name.ends_with(ext) || name.size() <= prefix.size() + ext.size())
+      continue;
     std::string_view digits(name.data() + prefix.size(), name.size() - prefix.size() - ext.size());
-    if (digits.size() > 19 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    if (digits.size() > 19 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
       continue;
     out.emplace_back(std::stoull(std::string(digits)), it->path());
   }
@@ -638,11 +708,14 @@ public:
   std::filesystem::path save(std::uint64_t epoch) {
     std::error_code ec;
     std::filesystem::create_directories(m_options.dir, ec);
-    if (ec) throw io_error(m_options.dir.string() + ": cannot create the checkpoint directory: " + ec.message());
+    if (ec)
+      throw io_error(m_options.dir.string() + ": cannot create the checkpoint directory: " + ec.message());
     auto path = checkpoint_path(m_options.dir, epoch, m_options.prefix);
     train_state st{.epoch = epoch, .step = m_opt->steps(), .seed = m_seed};
-    if constexpr (std::is_same_v<Sched, detail::no_scheduler>) save_checkpoint(path, *m_model, *m_opt, st, m_options.write);
-    else save_checkpoint(path, *m_model, *m_opt, st, *m_sched, m_options.write);
+    if constexpr (std::is_same_v<Sched, detail::no_scheduler>)
+      save_checkpoint(path, *m_model, *m_opt, st, m_options.write);
+    else
+      save_checkpoint(path, *m_model, *m_opt, st, *m_sched, m_options.write);
     prune();
     return path;
   }
@@ -684,13 +757,13 @@ private:
 };
 
 /// Deduction: `checkpointer(model, opt, options, seed)` has no scheduler.
-template <class Model, class Opt>
-checkpointer(Model&, Opt&, checkpoint_options, std::uint64_t) -> checkpointer<Model, Opt>;
+template <class Model, class Opt> checkpointer(Model&, Opt&, checkpoint_options, std::uint64_t)
+    -> checkpointer<Model, Opt>;
 template <class Model, class Opt> checkpointer(Model&, Opt&, checkpoint_options) -> checkpointer<Model, Opt>;
 /// Deduction: `checkpointer(model, opt, sched, options, seed)`.
 template <class Model, class Opt, class Sched>
 checkpointer(Model&, Opt&, Sched&, checkpoint_options, std::uint64_t) -> checkpointer<Model, Opt, Sched>;
-template <class Model, class Opt, class Sched>
-checkpointer(Model&, Opt&, Sched&, checkpoint_options) -> checkpointer<Model, Opt, Sched>;
+template <class Model, class Opt, class Sched> checkpointer(Model&, Opt&, Sched&, checkpoint_options)
+    -> checkpointer<Model, Opt, Sched>;
 
 } // namespace lepton::io

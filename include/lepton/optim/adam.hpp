@@ -30,6 +30,7 @@ public:
   }
 
   void step() {
+    lepton::detail::fp_scope fp;
     T const scale = this->begin_step();
     double const t = static_cast<double>(this->m_step);
     T const b1 = static_cast<T>(m_o.beta1), b2 = static_cast<T>(m_o.beta2);

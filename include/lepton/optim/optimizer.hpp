@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/fpenv.hpp"
 #include "../core/memory.hpp"
 #include "../eval/simd.hpp"
 #include "../nn/reflect.hpp"
@@ -149,6 +150,7 @@ protected:
 
   /// The factor by which gradients are scaled this step (global-norm clipping), and counts the step.
   T begin_step() {
+    // (the fp_scope lives in each optimizer's step(): it must cover the update loop)
     ++m_step;
     if (m_clip <= 0) return T(1);
     double sq = 0;

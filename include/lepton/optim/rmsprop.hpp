@@ -30,6 +30,7 @@ public:
   }
 
   void step() {
+    lepton::detail::fp_scope fp;
     T const scale = this->begin_step();
     T const lr = static_cast<T>(this->m_lr), a = static_cast<T>(m_o.alpha), eps = static_cast<T>(m_o.eps);
     T const wd = static_cast<T>(m_o.weight_decay), mu = static_cast<T>(m_o.momentum);

@@ -30,6 +30,7 @@ public:
   }
 
   void step() {
+    lepton::detail::fp_scope fp;
     T const scale = this->begin_step();
     T const lr = static_cast<T>(this->m_lr), mu = static_cast<T>(m_o.momentum), wd = static_cast<T>(m_o.weight_decay);
     T const damp = static_cast<T>(1 - m_o.dampening);

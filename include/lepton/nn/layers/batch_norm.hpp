@@ -39,12 +39,13 @@ template <std::size_t C, class T = float> struct batch_norm {
     static_assert(E::rank >= 2, "lepton: batch_norm<C> takes an input (batch, C) or (batch, C, H, W)");
     static_assert(batch_norm_channels<C, E::static_dims::values[1]>::value,
                   "lepton: batch_norm<C>: the input's channel dimension is not C");
-    return lepton::batch_norm(std::forward<X>(x), weight, bias,
-                              {.running_mean = running_mean.data(),
-                               .running_var = running_var.data(),
-                               .momentum = momentum,
-                               .eps = eps,
-                               .training = training});
+    if constexpr (E::rank >= 2 && batch_norm_channels<C, E::static_dims::values[1]>::value) // one error, not two
+      return lepton::batch_norm(std::forward<X>(x), weight, bias,
+                                {.running_mean = running_mean.data(),
+                                 .running_var = running_var.data(),
+                                 .momentum = momentum,
+                                 .eps = eps,
+                                 .training = training});
   }
 
   /// gamma = 1, beta = 0, running mean 0 and variance 1.

@@ -41,8 +41,10 @@ struct conv2d {
     if constexpr (E::rank == 4) {
       static_assert(conv_input_channels<InC, E::static_dims::values[1]>::value,
                     "lepton: conv2d<InC, OutC, KH, KW, ...>: the input's channel dimension is not InC");
-      if constexpr (Bias) return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight, bias);
-      else return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight);
+      if constexpr (conv_input_channels<InC, E::static_dims::values[1]>::value) { // one error message, not two
+        if constexpr (Bias) return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight, bias);
+        else return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight);
+      }
     }
   }
 };

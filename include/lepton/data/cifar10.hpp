@@ -1,0 +1,212 @@
+#pragma once
+/// @file cifar10.hpp
+/// @brief Reader for the CIFAR-10 binary format: 32x32 colour images (NCHW) and labels 0..9.
+///
+/// A CIFAR-10 binary file is a sequence of 3073-byte records: one label byte (0..9), then 3072
+/// pixel bytes: the 1024 red values of the 32x32 image in row-major order, then the 1024 green and
+/// the 1024 blue ones, which is exactly one (3, 32, 32) NCHW sample. The distribution
+/// (`cifar-10-binary.tar.gz`) unpacks to `cifar-10-batches-bin/` with `data_batch_1.bin` ...
+/// `data_batch_5.bin` (10000 records each) and `test_batch.bin`.
+///
+/// Every file is validated before anything is allocated: its size must be a non-zero multiple of
+/// 3073 bytes (and below `cifar10_options::max_bytes`), and every label must be in 0..9. Errors
+/// throw lepton::io_error / lepton::format_error naming the file, like the IDX reader's.
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/tensor.hpp"
+#include "dataset.hpp"
+#include "fashion_mnist.hpp"
+#include "io_util.hpp"
+
+namespace lepton::data {
+
+/// @brief CIFAR-10 images: (n, 3, 32, 32) floats, channels red, green, blue.
+using cifar10_images = tensor<float, dyn, 3, 32, 32>;
+/// @brief CIFAR-10 labels: (n) integers in 0..9.
+using cifar10_labels = tensor<std::int32_t, dyn>;
+/// @brief The dataset type cifar10() returns.
+using cifar10_dataset = dataset<cifar10_images, cifar10_labels>;
+
+/// Per-channel mean and standard deviation of the CIFAR-10 training pixels scaled to [0, 1].
+inline constexpr std::array<float, 3> cifar10_mean{0.4914f, 0.4822f, 0.4465f};
+inline constexpr std::array<float, 3> cifar10_stddev{0.2470f, 0.2435f, 0.2616f};
+
+/// Bytes of one record: 1 label byte and 3 x 32 x 32 pixel bytes.
+inline constexpr std::size_t cifar10_record_bytes = 3073;
+
+/// @brief Options of cifar10() and read_cifar10_file().
+///
+/// **Example**: `auto d = lepton::data::cifar10(dir, lepton::data::split::train, {.normalize = true});`
+struct cifar10_options {
+  /// After scaling to [0, 1], map each pixel of channel c to (x - mean[c]) / stddev[c].
+  bool normalize = false;
+  /// Override the statistics used by `normalize` (default: cifar10_mean and cifar10_stddev).
+  std::optional<std::array<float, 3>> mean{};
+  std::optional<std::array<float, 3>> stddev{};
+  /// Read at most this many samples in total (0 = all), for quick experiments.
+  std::size_t max_samples = 0;
+  /// Largest file, in bytes, the reader agrees to read (default 1 GiB; a real batch is 30 MB).
+  std::uint64_t max_bytes = std::uint64_t{1} << 30;
+};
+
+namespace detail {
+
+/// Checks a CIFAR-10 file's size; returns its number of records.
+inline std::size_t cifar10_records(std::filesystem::path const& p, std::uint64_t size, cifar10_options const& opt) {
+  if (size == 0) throw_format(p, "empty file (a CIFAR-10 binary file holds 3073-byte records)");
+  if (size % cifar10_record_bytes != 0)
+    throw_format(p, "size " + std::to_string(size) + " bytes is not a multiple of the 3073-byte CIFAR-10 record "
+                    "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary");
+  if (size > opt.max_bytes)
+    throw_format(p, "too large: " + std::to_string(size) + " bytes, more than cifar10_options::max_bytes = " +
+                        std::to_string(opt.max_bytes));
+  return static_cast<std::size_t>(size / cifar10_record_bytes);
+}
+
+/// Reads `n` records of `p` into rows [row, row + n) of x and y (pixels scaled by `scale[c]`,
+/// shifted by `shift[c]`).
+inline void read_cifar10_records(std::filesystem::path const& p, std::size_t n, std::size_t row, float* x,
+                                 std::int32_t* y, std::array<float, 3> const& scale,
+                                 std::array<float, 3> const& shift) {
+  opened_file f = open_regular_file(p);
+  constexpr std::size_t chunk = 256; // records per read
+  std::vector<unsigned char> buf(std::min(n, chunk) * cifar10_record_bytes);
+  for (std::size_t done = 0; done < n;) {
+    std::size_t const k = std::min(chunk, n - done);
+    std::size_t const want = k * cifar10_record_bytes;
+    std::size_t const got = read_some(f.file.get(), buf.data(), want, p);
+    if (got != want)
+      throw_format(p, "truncated: record " + std::to_string(done + got / cifar10_record_bytes) +
+                          " ends early (the file shrank while being read)");
+    for (std::size_t r = 0; r < k; ++r) {
+      unsigned char const* rec = buf.data() + r * cifar10_record_bytes;
+      std::size_t const i = done + r;
+      if (rec[0] > 9)
+        throw_format(p, "label " + std::to_string(rec[0]) + " of record " + std::to_string(i) + " (byte offset " +
+                            std::to_string(i * cifar10_record_bytes) + ") is outside 0..9");
+      y[row + i] = static_cast<std::int32_t>(rec[0]);
+      float* dst = x + (row + i) * 3072;
+      for (std::size_t c = 0; c < 3; ++c)
+        for (std::size_t q = 0; q < 1024; ++q)
+          dst[c * 1024 + q] = static_cast<float>(rec[1 + c * 1024 + q]) * scale[c] - shift[c];
+    }
+    done += k;
+  }
+}
+
+/// The number in "data_batch_<k>.bin", or nothing.
+inline std::optional<unsigned> cifar10_batch_number(std::string const& name) {
+  std::string const pre = "data_batch_", post = ".bin";
+  if (name.size() <= pre.size() + post.size() || name.rfind(pre, 0) != 0 ||
+      name.compare(name.size() - post.size(), post.size(), post) != 0)
+    return std::nullopt;
+  unsigned v = 0;
+  char const* b = name.data() + pre.size();
+  char const* e = name.data() + name.size() - post.size();
+  auto [ptr, ec] = std::from_chars(b, e, v);
+  if (ec != std::errc() || ptr != e) return std::nullopt;
+  return v;
+}
+
+} // namespace detail
+
+/// @brief Loads CIFAR-10 binary files, in order, into one dataset: images (n, 3, 32, 32) scaled to
+///        [0, 1] (then standardised per channel if `options.normalize`) and labels (n) in 0..9.
+/// @throws lepton::io_error if a file is missing or unreadable; lepton::format_error if its size is
+///         not a non-zero multiple of 3073 bytes or a label is outside 0..9 (messages name the file)
+/// **Example**: `auto ds = lepton::data::read_cifar10_files(std::vector<std::filesystem::path>{"test_batch.bin"});`
+inline cifar10_dataset read_cifar10_files(std::span<std::filesystem::path const> files,
+                                          cifar10_options const& options = {}) {
+  std::array<float, 3> const mean = options.mean.value_or(cifar10_mean);
+  std::array<float, 3> const sd = options.stddev.value_or(cifar10_stddev);
+  std::array<float, 3> scale{}, shift{};
+  for (std::size_t c = 0; c < 3; ++c) {
+    if (options.normalize && !(sd[c] > 0.0f))
+      throw value_error("data::cifar10_options: stddev " + std::to_string(sd[c]) + " of channel " + std::to_string(c) +
+                        " must be positive");
+    scale[c] = options.normalize ? 1.0f / (255.0f * sd[c]) : 1.0f / 255.0f;
+    shift[c] = options.normalize ? mean[c] / sd[c] : 0.0f;
+  }
+  // Validate every file's size first: a damaged last file is reported before reading the others.
+  std::vector<std::size_t> counts;
+  std::size_t total = 0;
+  for (auto const& p : files) {
+    detail::opened_file f = detail::open_regular_file(p);
+    std::size_t n = detail::cifar10_records(p, f.size, options);
+    if (options.max_samples) n = std::min(n, options.max_samples - std::min(options.max_samples, total));
+    counts.push_back(n);
+    total += n;
+  }
+  cifar10_images x(total);
+  cifar10_labels y(total);
+  std::size_t row = 0;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (counts[i]) detail::read_cifar10_records(files[i], counts[i], row, x.data(), y.data(), scale, shift);
+    row += counts[i];
+  }
+  return cifar10_dataset(std::move(x), std::move(y));
+}
+
+/// @brief Loads one CIFAR-10 binary file (see read_cifar10_files).
+/// **Example**: `auto test = lepton::data::read_cifar10_file(dir / "test_batch.bin");`
+inline cifar10_dataset read_cifar10_file(std::filesystem::path const& file, cifar10_options const& options = {}) {
+  std::filesystem::path const one[1] = {file};
+  return read_cifar10_files(one, options);
+}
+
+/// @brief The files of a CIFAR-10 split in `dir` (or in `dir/cifar-10-batches-bin`): every
+///        `data_batch_<k>.bin` in increasing k for split::train, `test_batch.bin` for split::test.
+/// @throws lepton::io_error naming the directory if it or the split's files are missing
+inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path const& dir, split s) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) detail::throw_io(dir, "cannot open: no such directory");
+  if (!fs::is_directory(dir, ec)) detail::throw_io(dir, "cannot open: not a directory");
+  fs::path root = dir;
+  if (fs::is_directory(dir / "cifar-10-batches-bin", ec)) root = dir / "cifar-10-batches-bin";
+  std::vector<fs::path> out;
+  if (s == split::test) {
+    if (!fs::exists(root / "test_batch.bin", ec)) detail::throw_io(root, "no test_batch.bin (CIFAR-10 binary test split)");
+    out.push_back(root / "test_batch.bin");
+    return out;
+  }
+  std::vector<std::pair<unsigned, fs::path>> found;
+  for (auto const& e : fs::directory_iterator(root, ec))
+    if (auto k = detail::cifar10_batch_number(e.path().filename().string())) found.emplace_back(*k, e.path());
+  if (ec) detail::throw_io(root, "cannot list the directory: " + ec.message());
+  if (found.empty()) detail::throw_io(root, "no data_batch_<k>.bin files (CIFAR-10 binary training split)");
+  std::sort(found.begin(), found.end());
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+/// @brief Loads the CIFAR-10 training split (every `data_batch_<k>.bin`, 50000 samples for the real
+///        data set) or test split (`test_batch.bin`, 10000) from `dir`.
+///
+/// Returns images (n, 3, 32, 32) scaled to [0, 1] (standardised per channel with `normalize`) and
+/// labels (n) in 0..9. `dir` may be the `cifar-10-batches-bin` directory or its parent.
+/// @throws lepton::io_error / lepton::format_error naming the offending directory or file
+/// **Example**:
+/// ```
+/// auto train = lepton::data::cifar10("/data/cifar-10-batches-bin", lepton::data::split::train, {.normalize = true});
+/// // train.features(): (50000, 3, 32, 32), train.targets(): (50000)
+/// ```
+inline cifar10_dataset cifar10(std::filesystem::path const& dir, split s, cifar10_options const& options = {}) {
+  auto files = cifar10_files(dir, s);
+  return read_cifar10_files(files, options);
+}
+
+} // namespace lepton::data

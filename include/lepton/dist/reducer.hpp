@@ -1,0 +1,234 @@
+#pragma once
+/// @file reducer.hpp
+/// @brief `lepton::dist::grad_reducer`: the gradient all-reduce of data-parallel training, through
+///        one flat fused buffer allocated once.
+///
+/// After `lepton::backward` each rank holds the mean-loss gradient of its shard. `reduce(w)` packs
+/// every non-frozen parameter's gradient, scaled by the rank's weight `w = b_r / B` (its share of
+/// the global batch), into one contiguous buffer, sums the buffers of all ranks and unpacks the
+/// sum into the gradients: every rank then holds `sum_r w_r g_r`, the gradient of the global
+/// batch's mean loss, and the optimizer's step is the same on every rank.
+///
+/// **Modes** (reducer_options::mode):
+/// - `reduction::allreduce`: `MPI_Iallreduce(MPI_SUM)` in place, on the whole buffer or on buckets
+///   of `bucket_bytes` each started as soon as it is packed (packing of the next bucket and
+///   unpacking of finished ones overlap the transfers). Bandwidth-optimal algorithms (ring,
+///   recursive doubling) chosen by MPI. With 2 ranks the sum is `g0 + g1` (floating-point addition
+///   is commutative), so it is exact, the same on both ranks and deterministic; with more ranks
+///   the association order is MPI's choice.
+/// - `reduction::ordered`: a reduce-scatter by `MPI_Ialltoall` (rank r receives chunk r of every
+///   rank), a sum in rank order `((g0 + g1) + g2) + ...` of its chunk, and an `MPI_Iallgather`.
+///   It moves the same bytes as a ring all-reduce (2 (N-1)/N of the buffer per rank) and gives
+///   bit-identical results on every rank and in every run for any N, whatever MPI's tuning.
+///
+/// Overlap with the backward pass itself is not possible yet: `lepton::backward` is one call with
+/// no per-parameter completion hook, so the reduction starts when backward returns.
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "../nn/reflect.hpp"
+#include "../optim/optimizer.hpp"
+#include "environment.hpp"
+
+namespace lepton::dist {
+
+/// @brief How gradients are summed over the ranks (see the file comment).
+enum class reduction { allreduce, ordered };
+
+/// @brief Options of grad_reducer.
+struct reducer_options {
+  reduction mode = reduction::allreduce;
+  /// allreduce mode: 0 = one collective on the whole fused buffer; else buckets of about this
+  /// many bytes, each its own MPI_Iallreduce started as soon as it is packed.
+  std::size_t bucket_bytes = 0;
+  /// Number of extra scalars that can be summed together with the gradients (reduce's `extra`),
+  /// e.g. the loss, at no extra message.
+  std::size_t extra = 0;
+};
+
+/// @brief Sums the ranks' weighted gradients through one fused buffer (see the file comment).
+///        Allocates its buffers on construction and nothing in reduce().
+/// @tparam T the parameters' element type (every parameter must have it)
+///
+/// **Example**:
+/// ```
+/// lepton::dist::grad_reducer<float> red(comm, model);
+/// for (auto sh : loader.epoch(e)) {
+///   lepton::backward(loss(model(sh.x), sh.y));
+///   red.reduce(sh.weight());   // every rank now holds the global batch's gradient
+///   opt.step();
+/// }
+/// ```
+template <class T = float> class grad_reducer {
+public:
+  using value_type = T;
+
+  /// Collects the model's parameters (allocating gradients that do not exist yet, like the
+  /// optimizers do; either may be made first). The model and `c` must outlive the reducer.
+  template <class Model>
+  grad_reducer(communicator const& c, Model& model, reducer_options const& o = {}) : m_comm(&c), m_opt(o) {
+    nn::for_each_parameter(model, [&](std::string_view, auto& p) {
+      using P = std::remove_cvref_t<decltype(p)>;
+      static_assert(std::is_same_v<typename P::value_type, T>,
+                    "lepton::dist::grad_reducer: every parameter must have the reducer's element type");
+      if (p.grad.shape() != p.value.shape()) p.grad = typename P::tensor_type(p.value.shape());
+      m_slots.push_back({p.grad.data(), p.value.size(), &p.frozen});
+      m_total += p.value.size();
+    });
+    if (m_slots.empty()) throw value_error("dist::grad_reducer: the model has no parameters");
+    std::size_t const n = std::size_t(c.size());
+    std::size_t const cap = m_total + o.extra;
+    detail::mpi_count(cap, "grad_reducer");
+    std::size_t const chunk = (cap + n - 1) / n;
+    if (o.mode == reduction::ordered) {
+      m_buf = optim::detail::state_buffer<T>(chunk * n);
+      if (c.distributed()) m_recv = optim::detail::state_buffer<T>(chunk * n);
+    } else {
+      m_buf = optim::detail::state_buffer<T>(cap);
+    }
+    std::size_t const per = bucket_elems();
+    m_reqs.assign(o.mode == reduction::allreduce ? (cap + per - 1) / per : 2, MPI_REQUEST_NULL);
+  }
+  grad_reducer(grad_reducer const&) = delete;
+  grad_reducer& operator=(grad_reducer const&) = delete;
+
+  /// Replaces every non-frozen gradient g by `sum over ranks of weight_r * g_r`, and each
+  /// `extra[i]` by the sum over ranks of `extra[i]`. `weight` is this rank's share of the global
+  /// batch (shard_batch::weight()); with weight 0 (no samples this step) the rank contributes
+  /// zeros whatever its gradients hold. Collective: every rank calls it with the same number of
+  /// extras, and with the same parameters frozen.
+  void reduce(double weight, std::span<T> extra = {}) {
+    if (extra.size() > m_opt.extra)
+      throw value_error("dist::grad_reducer::reduce: " + std::to_string(extra.size()) + " extra values, room for " +
+                        std::to_string(m_opt.extra) + " (reducer_options::extra)");
+    T const w = static_cast<T>(weight);
+    if (!m_comm->distributed()) {
+      if (weight != 1.0)
+        for (auto& s : m_slots)
+          if (!*s.frozen) scale_copy(s.grad, s.size, w, s.grad);
+      return;
+    }
+    std::size_t len = extra.size();
+    for (auto& s : m_slots)
+      if (!*s.frozen) len += s.size;
+    if (m_opt.mode == reduction::ordered) reduce_ordered(w, extra, len);
+    else reduce_allreduce(w, extra, len);
+  }
+
+  /// Scalars in the fused buffer (all parameters, frozen or not).
+  std::size_t scalars() const noexcept { return m_total; }
+  /// Bytes of gradient each rank contributes per step (all parameters).
+  std::size_t bytes() const noexcept { return m_total * sizeof(T); }
+  reducer_options const& options() const noexcept { return m_opt; }
+
+private:
+  struct slot {
+    T* grad;
+    std::size_t size;
+    bool const* frozen;
+  };
+
+  std::size_t bucket_elems() const noexcept {
+    if (m_opt.mode != reduction::allreduce || m_opt.bucket_bytes == 0) return std::max<std::size_t>(1, m_total + m_opt.extra);
+    return std::max<std::size_t>(1, m_opt.bucket_bytes / sizeof(T));
+  }
+
+  static void scale_copy(T const* src, std::size_t n, T w, T* dst) noexcept {
+    if (w == T(0)) std::fill_n(dst, n, T(0));
+    else if (w == T(1)) {
+      if (src != dst) std::copy_n(src, n, dst);
+    } else
+      for (std::size_t i = 0; i < n; ++i) dst[i] = src[i] * w;
+  }
+
+  /// Copies flat positions [from, to) of the packed layout (active gradients, then extras) into
+  /// the buffer (pack) or back (unpack). `cur` remembers where the previous call stopped.
+  struct cursor {
+    std::size_t slot = 0, offset = 0, pos = 0;
+  };
+  template <bool Pack> void transfer(cursor& cur, std::size_t to, T w, std::span<T> extra) noexcept {
+    T* buf = m_buf.data();
+    while (cur.pos < to && cur.slot < m_slots.size()) {
+      slot const& s = m_slots[cur.slot];
+      if (*s.frozen || cur.offset == s.size) {
+        ++cur.slot;
+        cur.offset = 0;
+        continue;
+      }
+      std::size_t const n = std::min(s.size - cur.offset, to - cur.pos);
+      if constexpr (Pack) scale_copy(s.grad + cur.offset, n, w, buf + cur.pos);
+      else std::copy_n(buf + cur.pos, n, s.grad + cur.offset);
+      cur.offset += n;
+      cur.pos += n;
+    }
+    if (cur.pos < to && cur.slot >= m_slots.size()) { // the extras follow the gradients
+      std::size_t const first = cur.pos - m_grad_len;
+      std::size_t const n = to - cur.pos;
+      if constexpr (Pack) std::copy_n(extra.data() + first, n, buf + cur.pos);
+      else std::copy_n(buf + cur.pos, n, extra.data() + first);
+      cur.pos = to;
+    }
+  }
+
+  void reduce_allreduce(T w, std::span<T> extra, std::size_t len) {
+    m_grad_len = len - extra.size();
+    std::size_t const per = bucket_elems();
+    std::size_t const nb = (len + per - 1) / per;
+    MPI_Datatype const type = detail::mpi_type<T>();
+    cursor pack, unpack;
+    for (std::size_t b = 0; b < nb; ++b) {
+      std::size_t const lo = b * per, hi = std::min(len, lo + per);
+      transfer<true>(pack, hi, w, extra);
+      detail::check(MPI_Iallreduce(MPI_IN_PLACE, m_buf.data() + lo, int(hi - lo), type, MPI_SUM, m_comm->get(), &m_reqs[b]),
+                    "MPI_Iallreduce(gradients)");
+      if (b > 0) { // let MPI progress the buckets in flight while we pack the next one
+        int done = 0;
+        MPI_Testall(int(b), m_reqs.data(), &done, MPI_STATUSES_IGNORE);
+      }
+    }
+    for (std::size_t b = 0; b < nb; ++b) {
+      detail::wait_one(*m_comm, m_reqs[b], "gradient all-reduce");
+      transfer<false>(unpack, std::min(len, (b + 1) * per), w, extra);
+    }
+  }
+
+  void reduce_ordered(T w, std::span<T> extra, std::size_t len) {
+    m_grad_len = len - extra.size();
+    std::size_t const n = std::size_t(m_comm->size()), r = std::size_t(m_comm->rank());
+    std::size_t const chunk = (len + n - 1) / n;
+    cursor pack, unpack;
+    transfer<true>(pack, len, w, extra);
+    std::fill(m_buf.data() + len, m_buf.data() + chunk * n, T(0));
+    MPI_Datatype const type = detail::mpi_type<T>();
+    detail::check(MPI_Ialltoall(m_buf.data(), int(chunk), type, m_recv.data(), int(chunk), type, m_comm->get(), &m_reqs[0]),
+                  "MPI_Ialltoall(gradients)");
+    detail::wait_one(*m_comm, m_reqs[0], "gradient reduce-scatter (ordered)");
+    T* mine = m_buf.data() + r * chunk;
+    T const* in = m_recv.data();
+    std::copy_n(in, chunk, mine);
+    for (std::size_t q = 1; q < n; ++q) {
+      T const* part = in + q * chunk;
+      for (std::size_t i = 0; i < chunk; ++i) mine[i] += part[i];
+    }
+    detail::check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, m_buf.data(), int(chunk), type, m_comm->get(), &m_reqs[1]),
+                  "MPI_Iallgather(gradients)");
+    detail::wait_one(*m_comm, m_reqs[1], "gradient all-gather (ordered)");
+    transfer<false>(unpack, len, w, extra);
+  }
+
+  communicator const* m_comm;
+  reducer_options m_opt;
+  std::vector<slot> m_slots;
+  std::size_t m_total = 0;
+  std::size_t m_grad_len = 0; // active gradient scalars of the current reduce
+  optim::detail::state_buffer<T> m_buf, m_recv;
+  std::vector<MPI_Request> m_reqs;
+};
+
+} // namespace lepton::dist
