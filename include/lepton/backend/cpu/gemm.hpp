@@ -310,6 +310,22 @@ inline pack_buffers& thread_pack_buffers() {
   return buffers;
 }
 
+/// A non-owning, type-erased reference to an epilogue: the GEMM's code is instantiated once per
+/// element type instead of once per epilogue (compile time), at the cost of an indirect call per
+/// finished block of C (noise next to the block's multiply-adds).
+struct epilogue_ref {
+  void const* obj = nullptr;
+  void (*fn)(void const*, std::size_t, std::size_t, std::size_t, std::size_t) = nullptr;
+  epilogue_ref() = default;
+  template <class E>
+  explicit epilogue_ref(E const& e)
+      : obj(&e), fn([](void const* o, std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+          (*static_cast<E const*>(o))(i0, i1, j0, j1);
+        }) {}
+  bool empty() const noexcept { return fn == nullptr; }
+  void operator()(std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) const { fn(obj, i0, i1, j0, j1); }
+};
+
 /// Everything a thread needs to compute a rectangle of C.
 template <class T> struct gemm_problem {
   bool trans_a, trans_b;
@@ -477,17 +493,24 @@ template <class T> std::size_t k_block(std::size_t k) {
 }
 
 /// Computes the rectangle [m0, m1) x [n0, n1) of C (k > 0), calling epi on its finished blocks.
-template <class T, bool KMajorA, class Epilogue> void gemm_rect(gemm_problem<T> const& g, std::size_t m0,
-                                                                std::size_t m1, std::size_t n0,
-                                                                std::size_t n1, Epilogue const& epi) {
+/// Sizes (in elements) of the packing buffers gemm_rect needs for a rectangle of C.
+template <class T> std::size_t pack_a_size(std::size_t rows) {
+  using P = gemm_blocking<T>;
+  return std::min(P::mc, (rows + P::mr - 1) / P::mr * P::mr) * P::a_stride;
+}
+template <class T> std::size_t pack_b_size(std::size_t cols, std::size_t k) {
+  using P = gemm_blocking<T>;
+  return std::min(P::nc, (cols + P::nr - 1) / P::nr * P::nr) * k_block<T>(k);
+}
+
+/// Computes the rectangle [m0, m1) x [n0, n1) of C (k > 0) with the packing buffers ap and bp
+/// (pack_a_size / pack_b_size elements), calling epi (when set) on its finished blocks.
+template <class T, bool KMajorA>
+void gemm_rect(gemm_problem<T> const& g, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1,
+               epilogue_ref epi, T* ap, T* bp) {
   using P = gemm_blocking<T>;
   constexpr std::size_t mr = P::mr, nr = P::nr;
-  pack_buffers& buf = thread_pack_buffers();
   std::size_t const kb = k_block<T>(g.k);
-  std::size_t const mc_max = std::min(P::mc, (m1 - m0 + mr - 1) / mr * mr);
-  std::size_t const nc_max = std::min(P::nc, (n1 - n0 + nr - 1) / nr * nr);
-  T* ap = buf.a.get<T>(mc_max * P::a_stride);
-  T* bp = buf.b.get<T>(nc_max * kb);
 
   for (std::size_t ic = m0; ic < m1; ic += P::mc) {
     std::size_t const mc = std::min(P::mc, m1 - ic);
@@ -514,7 +537,7 @@ template <class T, bool KMajorA, class Epilogue> void gemm_rect(gemm_problem<T> 
           // The strip [ir, ir + rows) x [jc, jc + nc) is final and still in L1/L2. Calling per tile
           // instead measured slower (the epilogue's loads chase the kernel's just-issued stores),
           // and per row panel would let the strip fall out to L3.
-          if (last) epi(ic + ir, ic + ir + rows, jc, jc + nc);
+          if (last && !epi.empty()) epi(ic + ir, ic + ir + rows, jc, jc + nc);
         }
       }
     }
@@ -532,6 +555,10 @@ template <class T> void scale_c(gemm_problem<T> const& g) noexcept {
   }
 }
 
+} // namespace gemm_impl
+
+namespace gemm_impl {
+template <class T> void run(gemm_problem<T> const& g, epilogue_ref epi);
 } // namespace gemm_impl
 
 /// @brief General matrix product on the CPU: C = alpha * op(A) * op(B) + beta * C, all row-major.
@@ -566,7 +593,6 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           Epilogue const& epi = {}) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "lepton: gemm supports float and double");
-  using P = gemm_blocking<T>;
   if (m == 0 || n == 0) return;
   assert(ldc >= n && "lepton: gemm needs ldc >= n");
   assert((k == 0 || lda >= (trans_a ? m : k)) && "lepton: gemm needs lda >= the stored row length of A");
@@ -577,11 +603,20 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     epi(std::size_t{0}, m, std::size_t{0}, n);
     return;
   }
-  auto rect = [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
-    if (trans_a)
-      gemm_impl::gemm_rect<T, true>(g, m0, m1, n0, n1, epi);
+  if constexpr (std::is_same_v<Epilogue, no_epilogue>) gemm_impl::run<T>(g, gemm_impl::epilogue_ref{});
+  else gemm_impl::run<T>(g, gemm_impl::epilogue_ref(epi));
+}
+
+namespace gemm_impl {
+/// The type-erased body of gemm(): one instantiation per element type.
+template <class T> void run(gemm_problem<T> const& g, epilogue_ref epi) {
+  using P = gemm_blocking<T>;
+  std::size_t const m = g.m, n = g.n, k = g.k;
+  auto rect = [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1, T* ap, T* bp) {
+    if (g.trans_a)
+      gemm_rect<T, true>(g, m0, m1, n0, n1, epi, ap, bp);
     else
-      gemm_impl::gemm_rect<T, false>(g, m0, m1, n0, n1, epi);
+      gemm_rect<T, false>(g, m0, m1, n0, n1, epi, ap, bp);
   };
 
   // Threads: each owns a rectangle of whole tiles, so no synchronisation is needed and tile
@@ -591,7 +626,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
   std::size_t threads = work < P::min_parallel_work ? 1 : std::min(num_threads(), work / P::work_per_thread);
   threads = std::min(threads, mt * nt);
   if (threads <= 1) {
-    rect(0, m, 0, n);
+    // The calling thread's own buffers: the same thread every time, so they stop growing.
+    pack_buffers& buf = thread_pack_buffers();
+    rect(0, m, 0, n, buf.a.get<T>(pack_a_size<T>(m)), buf.b.get<T>(pack_b_size<T>(n, k)));
     return;
   }
   // Among the factorisations gm x gn of the thread count, take the one that packs the least per
@@ -609,13 +646,24 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     else
       gm = 1, gn = std::min(threads, nt);
   }
-  lepton::detail::parallel_for(gm * gn, [&](std::size_t t) {
+  // Packing buffers per task (not per thread) from the caller's arena: which pool thread runs which
+  // task varies from call to call, so per-thread buffers would keep growing; per-task ones are the
+  // same every call, and the arena stops allocating after the first.
+  arena& mem = thread_arena();
+  arena_scope scope(mem);
+  std::size_t const tasks = gm * gn;
+  std::size_t const a_elems = pack_a_size<T>((mt + gm - 1) / gm * P::mr);
+  std::size_t const b_elems = pack_b_size<T>((nt + gn - 1) / gn * P::nr, k);
+  T* abuf = mem.allocate_n<T>(tasks * a_elems);
+  T* bbuf = mem.allocate_n<T>(tasks * b_elems);
+  lepton::detail::parallel_for(tasks, [&](std::size_t t) {
     std::size_t const bi = t / gn, bj = t % gn;
     std::size_t const i0 = mt * bi / gm * P::mr, i1 = std::min(m, mt * (bi + 1) / gm * P::mr);
     std::size_t const j0 = nt * bj / gn * P::nr, j1 = std::min(n, nt * (bj + 1) / gn * P::nr);
-    if (i0 < i1 && j0 < j1) rect(i0, i1, j0, j1);
+    if (i0 < i1 && j0 < j1) rect(i0, i1, j0, j1, abuf + t * a_elems, bbuf + t * b_elems);
   });
 }
+} // namespace gemm_impl
 
 } // namespace lepton::detail::cpu
 

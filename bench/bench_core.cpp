@@ -1,0 +1,413 @@
+// bench_core: lepton's core yardsticks, measured in one run on one machine.
+//
+//   bench_core [--threads N] [Google Benchmark flags...]
+//
+// - STREAM triad a[i] = b[i] + s * c[i] over 1e8 floats on lepton's pool: the bandwidth ceiling of
+//   fused elementwise work (3 x 4 bytes counted per element, as STREAM does).
+// - SGEMM, square 128..2048: lepton::detail::cpu::gemm against OpenBLAS cblas_sgemm.
+// - GEMM + bias + ReLU: the fused GEMM epilogue against GEMM followed by a separate bias + ReLU pass.
+//
+// Each figure is taken from the fastest iteration (the host is shared and drifts; the fastest
+// iteration is the least disturbed one, and both sides of every comparison are treated alike).
+// The last line of stdout is one JSON object with the figures. OPENBLAS_CORETYPE is recorded in it:
+// it moves OpenBLAS by several percent, and without it OpenBLAS 0.3.21 may not recognise the CPU and
+// fall back to an old kernel (openblas_corename says which one ran).
+
+#include <lepton/backend/cpu/gemm.hpp>
+#include <lepton/core/memory.hpp>
+#include <lepton/core/parallel.hpp>
+
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <xsimd/xsimd.hpp>
+
+#if defined(LEPTON_BENCH_HAVE_TORCH)
+#include <ATen/Parallel.h>
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
+
+/// Best (smallest) seconds per iteration of each named measurement, over all runs of it.
+std::map<std::string, double>& best_seconds() {
+  static std::map<std::string, double> m;
+  return m;
+}
+
+void record(std::string const& key, double seconds) {
+  auto [it, inserted] = best_seconds().try_emplace(key, seconds);
+  if (!inserted) it->second = std::min(it->second, seconds);
+}
+
+double best_of(std::string const& key) {
+  auto it = best_seconds().find(key);
+  return it == best_seconds().end() ? nan_value : it->second;
+}
+
+/// Runs op once to warm up (caches, pages, packing buffers), then times every benchmark iteration;
+/// returns the fastest.
+template <class Op> double time_loop(benchmark::State& state, Op&& op) {
+  op();
+  double best = std::numeric_limits<double>::infinity();
+  for (auto _ : state) {
+    auto const t0 = clock_type::now();
+    op();
+    auto const t1 = clock_type::now();
+    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
+  }
+  return best;
+}
+
+template <class Op> double seconds_of(Op&& op) {
+  auto const t0 = clock_type::now();
+  op();
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+/// Times two contenders in alternation, each benchmark iteration running both (in swapped order
+/// every other iteration so neither always inherits the other's cache state); returns the fastest
+/// run of each. Interleaving makes their ratio robust to the host's drift and to other users.
+template <class OpA, class OpB>
+std::pair<double, double> time_pair(benchmark::State& state, OpA&& a, OpB&& b) {
+  a();
+  b();
+  double best_a = std::numeric_limits<double>::infinity(), best_b = best_a;
+  bool a_first = true;
+  for (auto _ : state) {
+    if (a_first) {
+      best_a = std::min(best_a, seconds_of(a));
+      best_b = std::min(best_b, seconds_of(b));
+    } else {
+      best_b = std::min(best_b, seconds_of(b));
+      best_a = std::min(best_a, seconds_of(a));
+    }
+    a_first = !a_first;
+  }
+  return {best_a, best_b};
+}
+
+/// 64-byte aligned storage, like every lepton tensor's.
+template <class T> using aligned_vector = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+
+/// 64-byte aligned float array (no value initialisation: first touch happens on the pool).
+struct float_array {
+  float* p = nullptr;
+  std::size_t n = 0;
+  explicit float_array(std::size_t count)
+      : p(static_cast<float*>(lepton::detail::aligned_alloc_bytes(count * sizeof(float)))), n(count) {}
+  float_array(float_array const&) = delete;
+  float_array& operator=(float_array const&) = delete;
+  ~float_array() { lepton::detail::aligned_free_bytes(p); }
+};
+
+aligned_vector<float> random_floats(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  aligned_vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// ------------------------------------------------------------------------------------------ triad
+
+constexpr std::size_t triad_n = 100'000'000;
+
+/// Contiguous chunks per thread, big enough that the pool's wake-up cost is noise.
+constexpr std::size_t triad_grain = 1 << 16;
+
+void bm_triad(benchmark::State& state) {
+  float_array a(triad_n), b(triad_n), c(triad_n);
+  // First touch with the same partition as the timed loop, so each thread's pages are its own.
+  lepton::detail::parallel_range(triad_n, triad_grain, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      a.p[i] = 0.f;
+      b.p[i] = 1.f;
+      c.p[i] = 2.f;
+    }
+  });
+  float const s = 3.f;
+  using batch = xsimd::batch<float>;
+  auto triad = [&] {
+    lepton::detail::parallel_range(triad_n, triad_grain, [&](std::size_t i0, std::size_t i1) {
+      std::size_t i = i0;
+      batch const vs(s);
+      for (; i < i1 && (i % batch::size) != 0; ++i) a.p[i] = b.p[i] + s * c.p[i];
+      for (; i + batch::size <= i1; i += batch::size)
+        xsimd::fma(vs, batch::load_aligned(c.p + i), batch::load_aligned(b.p + i)).store_aligned(a.p + i);
+      for (; i < i1; ++i) a.p[i] = b.p[i] + s * c.p[i];
+    });
+    benchmark::DoNotOptimize(a.p);
+    benchmark::ClobberMemory();
+  };
+  double const t = time_loop(state, triad);
+  record("triad", t);
+  state.counters["GB/s"] = 3.0 * sizeof(float) * double(triad_n) / t / 1e9;
+}
+
+// ------------------------------------------------------------------------------------------ sgemm
+
+double gflops(double m, double n, double k, double seconds) { return 2.0 * m * n * k / seconds / 1e9; }
+
+/// Square SGEMM C = A * B: lepton::detail::cpu::gemm and cblas_sgemm on the same operands.
+void bm_sgemm(benchmark::State& state, std::size_t n) {
+  aligned_vector<float> const a = random_floats(n * n, 1), b = random_floats(n * n, 2);
+  aligned_vector<float> c_ours(n * n), c_blas(n * n);
+  int const ni = static_cast<int>(n);
+  auto [t_ours, t_blas] = time_pair(
+      state,
+      [&] {
+    lepton::detail::cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c_ours.data(),
+                                     n);
+    benchmark::DoNotOptimize(c_ours.data());
+    benchmark::ClobberMemory();
+      },
+      [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.f, a.data(), ni, b.data(), ni, 0.f,
+                c_blas.data(), ni);
+    benchmark::DoNotOptimize(c_blas.data());
+    benchmark::ClobberMemory();
+  });
+  record("sgemm_lepton/" + std::to_string(n), t_ours);
+  record("sgemm_openblas/" + std::to_string(n), t_blas);
+  state.counters["lepton_GFLOPS"] = gflops(n, n, n, t_ours);
+  state.counters["openblas_GFLOPS"] = gflops(n, n, n, t_blas);
+  state.counters["ratio"] = t_blas / t_ours;
+}
+
+// ------------------------------------------------------------------------------ gemm + bias + relu
+
+/// y = max(y + bias, 0) on the block [i0, i1) x [j0, j1) of y: the epilogue of a linear + ReLU layer.
+struct bias_relu {
+  float* y;
+  std::size_t ldy;
+  float const* bias;
+  void operator()(std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) const noexcept {
+    using batch = xsimd::batch<float>;
+    batch const zero(0.f);
+    for (std::size_t i = i0; i < i1; ++i) {
+      float* row = y + i * ldy;
+      std::size_t j = j0;
+      for (; j + batch::size <= j1; j += batch::size)
+        xsimd::max(batch::load_unaligned(row + j) + batch::load_unaligned(bias + j), zero)
+            .store_unaligned(row + j);
+      for (; j < j1; ++j) row[j] = std::max(row[j] + bias[j], 0.f);
+    }
+  }
+};
+
+struct layer_shape {
+  std::size_t m, k, n; // (m, k) x (k, n) + bias(n)
+  std::string name() const { return std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n); }
+};
+
+// MLP layers at batch 64 and 256, a wide layer with a short k (where the pass over y matters most),
+// and a square one.
+std::vector<layer_shape> const epilogue_shapes = {
+    {64, 784, 256}, {256, 784, 256}, {1024, 128, 1024}, {1024, 1024, 1024}};
+
+/// A linear + ReLU layer y = relu(x w + bias): GEMM with the fused bias + ReLU epilogue against GEMM
+/// followed by a separate bias + ReLU pass (which gets the pool too, split by rows).
+void bm_gemm_bias_relu(benchmark::State& state, layer_shape s) {
+  aligned_vector<float> const x = random_floats(s.m * s.k, 3), w = random_floats(s.k * s.n, 4);
+  aligned_vector<float> const bias = random_floats(s.n, 5);
+  aligned_vector<float> y_fused(s.m * s.n), y_separate(s.m * s.n);
+  bias_relu const epi_fused{y_fused.data(), s.n, bias.data()};
+  bias_relu const epi_separate{y_separate.data(), s.n, bias.data()};
+  std::size_t const grain_rows = std::max<std::size_t>(1, (std::size_t{1} << 16) / s.n);
+  auto [t_fused, t_separate] = time_pair(
+      state,
+      [&] {
+    lepton::detail::cpu::gemm<float>(false, false, s.m, s.n, s.k, 1.f, x.data(), s.k, w.data(), s.n, 0.f,
+                                     y_fused.data(), s.n, epi_fused);
+    benchmark::DoNotOptimize(y_fused.data());
+    benchmark::ClobberMemory();
+      },
+      [&] {
+    lepton::detail::cpu::gemm<float>(false, false, s.m, s.n, s.k, 1.f, x.data(), s.k, w.data(), s.n, 0.f,
+                                     y_separate.data(), s.n);
+    lepton::detail::parallel_range(s.m, grain_rows,
+                                   [&](std::size_t i0, std::size_t i1) { epi_separate(i0, i1, 0, s.n); });
+    benchmark::DoNotOptimize(y_separate.data());
+    benchmark::ClobberMemory();
+  });
+  record("fused/" + s.name(), t_fused);
+  record("separate/" + s.name(), t_separate);
+  state.counters["fused_us"] = t_fused * 1e6;
+  state.counters["separate_us"] = t_separate * 1e6;
+  state.counters["speedup"] = t_separate / t_fused;
+}
+
+// ------------------------------------------------------------------------------ fused expressions
+
+// LEAD: fused expression bench goes here
+/// GB/s of a fused elementwise expression evaluated by lepton (to be compared with triad_gbs and
+/// libtorch). Returns NaN until the expression API lands; NaN is written as null in the JSON.
+[[maybe_unused]] static double fused_expression_gbs(std::size_t /*n*/) { return nan_value; }
+
+// ------------------------------------------------------------------------------------------ output
+
+/// A JSON number, or null for NaN/inf (a missing measurement).
+std::string json_number(double x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.4g", x);
+  return buf;
+}
+
+std::string json_string_or_null(char const* s) {
+  if (!s) return "null";
+  std::string out = "\"";
+  for (char const* p = s; *p; ++p) {
+    if (*p == '"' || *p == '\\') out += '\\';
+    if (static_cast<unsigned char>(*p) >= 0x20) out += *p;
+  }
+  return out + "\"";
+}
+
+/// Builds one JSON object from keys and values that are already JSON text.
+class json_object {
+public:
+  json_object& add(std::string const& key, std::string const& value) {
+    m_text += m_text.empty() ? '{' : ',';
+    m_text += '"';
+    m_text += key;
+    m_text += "\":";
+    m_text += value;
+    return *this;
+  }
+  std::string str() const { return m_text.empty() ? std::string("{}") : m_text + '}'; }
+
+private:
+  std::string m_text;
+};
+
+/// Removes `--threads N` / `--threads=N` from argv; returns N, or 0 when absent.
+std::size_t take_threads_flag(int& argc, char** argv) {
+  std::size_t threads = 0;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    char const* arg = argv[i];
+    char const* value = nullptr;
+    if (std::strcmp(arg, "--threads") == 0 && i + 1 < argc) {
+      value = argv[++i];
+    } else if (std::strncmp(arg, "--threads=", 10) == 0) {
+      value = arg + 10;
+    } else {
+      argv[out++] = argv[i];
+      continue;
+    }
+    char* end = nullptr;
+    long v = std::strtol(value, &end, 10);
+    if (end == value || *end != '\0' || v <= 0 || v > 4096) {
+      std::fprintf(stderr, "bench_core: --threads expects a positive integer, got '%s'\n", value);
+      std::exit(2);
+    }
+    threads = static_cast<std::size_t>(v);
+  }
+  argc = out;
+  argv[argc] = nullptr;
+  return threads;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::size_t threads = take_threads_flag(argc, argv);
+  if (threads != 0) lepton::set_num_threads(threads);
+  threads = lepton::num_threads();
+  openblas_set_num_threads(static_cast<int>(threads));
+#if defined(LEPTON_BENCH_HAVE_TORCH)
+  at::set_num_threads(static_cast<int>(threads));
+#endif
+
+  benchmark::RegisterBenchmark("triad/1e8", bm_triad)
+      ->MinTime(0.5)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  std::vector<std::size_t> const sizes = {128, 256, 512, 1024, 2048};
+  for (std::size_t n : sizes)
+    benchmark::RegisterBenchmark(("sgemm/" + std::to_string(n)).c_str(), bm_sgemm, n)
+        ->MinTime(n >= 1024 ? 1.2 : 0.5)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  for (layer_shape s : epilogue_shapes)
+    benchmark::RegisterBenchmark(("gemm_bias_relu/" + s.name()).c_str(), bm_gemm_bias_relu, s)
+        ->MinTime(0.5)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+
+  // ------------------------------------------------------------------ the summary line
+  double const triad_gbs = 3.0 * sizeof(float) * double(triad_n) / best_of("triad") / 1e9;
+  double const fused_gbs = fused_expression_gbs(triad_n);
+  json_object ours, blas, ratios;
+  double min_ratio = nan_value;
+  for (std::size_t n : sizes) {
+    std::string const key = std::to_string(n);
+    double const g_ours = gflops(n, n, n, best_of("sgemm_lepton/" + key));
+    double const g_blas = gflops(n, n, n, best_of("sgemm_openblas/" + key));
+    double const ratio = g_ours / g_blas;
+    ours.add(key, json_number(g_ours));
+    blas.add(key, json_number(g_blas));
+    ratios.add(key, json_number(ratio));
+    if (n >= 256 && n <= 2048 && std::isfinite(ratio))
+      min_ratio = std::isnan(min_ratio) ? ratio : std::min(min_ratio, ratio);
+  }
+  json_object epilogue;
+  double min_speedup = nan_value;
+  for (layer_shape s : epilogue_shapes) {
+    double const fused = best_of("fused/" + s.name()), separate = best_of("separate/" + s.name());
+    double const speedup = separate / fused;
+    if (std::isfinite(speedup))
+      min_speedup = std::isnan(min_speedup) ? speedup : std::min(min_speedup, speedup);
+    epilogue.add(s.name(), json_object()
+                               .add("fused_us", json_number(fused * 1e6))
+                               .add("separate_us", json_number(separate * 1e6))
+                               .add("speedup", json_number(speedup))
+                               .str());
+  }
+
+  json_object json;
+  json.add("threads", std::to_string(threads));
+  json.add("triad_gbs", json_number(triad_gbs));
+  json.add("fused_gbs", json_number(fused_gbs));
+  json.add("fused_vs_triad", json_number(fused_gbs / triad_gbs));
+  json.add("fused_vs_libtorch", "null");
+  json.add("sgemm_gflops", ours.str());
+  json.add("openblas_gflops", blas.str());
+  json.add("sgemm_ratio", ratios.str());
+  json.add("sgemm_vs_openblas", json_number(min_ratio));
+  json.add("epilogue_speedup", json_number(min_speedup));
+  json.add("epilogue", epilogue.str());
+  json.add("openblas_coretype", json_string_or_null(std::getenv("OPENBLAS_CORETYPE")));
+  json.add("openblas_corename", json_string_or_null(openblas_get_corename()));
+#if defined(LEPTON_BENCH_HAVE_TORCH)
+  json.add("torch", "true");
+#else
+  json.add("torch", "false");
+#endif
+  std::fflush(stderr);
+  std::printf("%s\n", json.str().c_str());
+  return 0;
+}
