@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -27,6 +28,8 @@ namespace lepton::detail {
 
 /// Elements per thread below which a fused loop stays on the calling thread.
 inline constexpr std::size_t parallel_grain = 32768;
+/// Outputs at least this large are written with non-temporal stores (they would not stay in cache).
+inline constexpr std::size_t stream_threshold_bytes = std::size_t{16} << 20;
 
 /// A materialised value (a tensor, a parameter, or an arena buffer) read as a loadable.
 template <class T, std::size_t R> struct view_ev {
@@ -109,11 +112,20 @@ template <class T, std::size_t R, class Ev> void run_assign(T* dst, Ev const& ev
   std::size_t const n = shape_size(s);
   if (n == 0) return;
   if (R == 0 || ev.flat_ok()) {
+    bool stream = false;
+    if constexpr (has_stream_store<V>()) stream = !add && n * sizeof(T) >= stream_threshold_bytes;
     parallel_range(n, parallel_grain, [&](std::size_t b, std::size_t e) {
       std::size_t i = b;
       if (add) {
         for (; i + W <= e; i += W) store<V>(dst + i, load<V>(dst + i) + ev.template load_flat<V>(i));
         for (; i < e; ++i) dst[i] += ev.template load_flat<T>(i);
+      } else if (stream) {
+        // big output: align, then bypass the cache (no read-for-ownership of the destination)
+        for (; i < e && reinterpret_cast<std::uintptr_t>(dst + i) % (sizeof(T) * W) != 0; ++i)
+          dst[i] = ev.template load_flat<T>(i);
+        for (; i + W <= e; i += W) stream_store<V>(dst + i, ev.template load_flat<V>(i));
+        for (; i < e; ++i) dst[i] = ev.template load_flat<T>(i);
+        stream_fence();
       } else {
         for (; i + W <= e; i += W) store<V>(dst + i, ev.template load_flat<V>(i));
         for (; i < e; ++i) dst[i] = ev.template load_flat<T>(i);

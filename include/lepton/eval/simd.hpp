@@ -8,6 +8,9 @@
 #include <type_traits>
 
 #include <xsimd/xsimd.hpp>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "../core/config.hpp"
 
@@ -45,6 +48,60 @@ template <class V, class T> LEPTON_ALWAYS_INLINE void store(T* p, V v) {
   if constexpr (is_scalar_v<V>) *p = v;
   else v.store_unaligned(p);
 }
+/// Whether stream_store has a non-temporal path for V (a full-width float/double batch).
+template <class V> constexpr bool has_stream_store() {
+  if constexpr (is_scalar_v<V>) return false;
+  else {
+    using T = typename V::value_type;
+    constexpr std::size_t bytes = sizeof(T) * V::size;
+    (void)bytes;
+#if defined(__AVX512F__)
+    if constexpr (bytes == 64) return std::is_floating_point_v<T>;
+#endif
+#if defined(__AVX__)
+    if constexpr (bytes == 32) return std::is_floating_point_v<T>;
+#endif
+#if defined(__SSE2__)
+    if constexpr (bytes == 16) return std::is_floating_point_v<T>;
+#endif
+    return false;
+  }
+}
+
+/// A non-temporal (cache-bypassing) store of a batch to `p`, aligned to the batch size. Large
+/// outputs written this way skip the read-for-ownership of each line: 3 instead of 4 memory
+/// transfers per element of `z = f(x, y)`. Callers fence with stream_fence() when done.
+template <class V, class T> LEPTON_ALWAYS_INLINE void stream_store(T* p, V v) {
+  constexpr std::size_t bytes = sizeof(T) * V::size;
+#if defined(__AVX512F__)
+  if constexpr (bytes == 64) {
+    if constexpr (std::is_same_v<T, float>) _mm512_stream_ps(p, v);
+    else _mm512_stream_pd(p, v);
+    return;
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (bytes == 32) {
+    if constexpr (std::is_same_v<T, float>) _mm256_stream_ps(p, v);
+    else _mm256_stream_pd(p, v);
+    return;
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (bytes == 16) {
+    if constexpr (std::is_same_v<T, float>) _mm_stream_ps(p, v);
+    else _mm_stream_pd(p, v);
+    return;
+  }
+#endif
+  v.store_aligned(p);
+}
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 template <class V, class T> LEPTON_ALWAYS_INLINE V splat(T v) {
   if constexpr (is_scalar_v<V>) return static_cast<V>(v);
   else return V(v);
