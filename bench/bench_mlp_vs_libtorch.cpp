@@ -9,10 +9,10 @@
 #include <lepton/lepton.hpp>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <string>
 #include <vector>
@@ -67,7 +67,8 @@ template <class Model> void lepton_step(benchmark::State& st, bool update) {
     if (update) opt.step();
     benchmark::DoNotOptimize(l);
   }
-  st.counters["samples_per_s"] = benchmark::Counter(double(g_batch), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["samples_per_s"] =
+      benchmark::Counter(double(g_batch), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 #if LEPTON_BENCH_HAVE_TORCH
@@ -89,7 +90,8 @@ template <int Layers> void torch_step(benchmark::State& st) {
     opt.step();
     benchmark::DoNotOptimize(loss.item<float>());
   }
-  st.counters["samples_per_s"] = benchmark::Counter(double(g_batch), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["samples_per_s"] =
+      benchmark::Counter(double(g_batch), benchmark::Counter::kIsIterationInvariantRate);
 }
 #endif
 
@@ -125,14 +127,20 @@ void parse_args(int& argc, char** argv) {
       if (std::strcmp(argv[i], flag) == 0 && i + 1 < argc) return argv[++i];
       return nullptr;
     };
-    if (auto v = take("--batch")) g_batch = std::strtoul(v, nullptr, 10);
-    else if (auto v2 = take("--threads")) g_threads = std::strtoul(v2, nullptr, 10);
-    else if (auto v3 = take("--net")) g_net = v3;
-    else argv[out++] = argv[i];
+    if (auto v = take("--batch"))
+      g_batch = std::strtoul(v, nullptr, 10);
+    else if (auto v2 = take("--threads"))
+      g_threads = std::strtoul(v2, nullptr, 10);
+    else if (auto v3 = take("--net"))
+      g_net = v3;
+    else
+      argv[out++] = argv[i];
   }
   argc = out;
   if (g_batch == 0 || g_threads == 0 || (g_net != "784-256-128-10" && g_net != "784-32-10")) {
-    std::fprintf(stderr, "usage: bench_mlp_vs_libtorch [--batch B>0] [--threads N>0] [--net 784-256-128-10|784-32-10]\n");
+    std::fprintf(
+        stderr,
+        "usage: bench_mlp_vs_libtorch [--batch B>0] [--threads N>0] [--net 784-256-128-10|784-32-10]\n");
     std::exit(2);
   }
 }
@@ -149,14 +157,22 @@ int main(int argc, char** argv) {
 #endif
   bool const big = g_net == "784-256-128-10";
   if (big) {
-    benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) { lepton_step<mlp3>(s, true); })->MinTime(1.0);
-    benchmark::RegisterBenchmark("lepton/forward_backward", [](benchmark::State& s) { lepton_step<mlp3>(s, false); })->MinTime(1.0);
+    benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) {
+      lepton_step<mlp3>(s, true);
+    })->MinTime(1.0);
+    benchmark::RegisterBenchmark("lepton/forward_backward", [](benchmark::State& s) {
+      lepton_step<mlp3>(s, false);
+    })->MinTime(1.0);
 #if LEPTON_BENCH_HAVE_TORCH
     benchmark::RegisterBenchmark("libtorch/train_step", torch_step<3>)->MinTime(1.0);
 #endif
   } else {
-    benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) { lepton_step<mlp2>(s, true); })->MinTime(1.0);
-    benchmark::RegisterBenchmark("lepton/forward_backward", [](benchmark::State& s) { lepton_step<mlp2>(s, false); })->MinTime(1.0);
+    benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) {
+      lepton_step<mlp2>(s, true);
+    })->MinTime(1.0);
+    benchmark::RegisterBenchmark("lepton/forward_backward", [](benchmark::State& s) {
+      lepton_step<mlp2>(s, false);
+    })->MinTime(1.0);
 #if LEPTON_BENCH_HAVE_TORCH
     benchmark::RegisterBenchmark("libtorch/train_step", torch_step<2>)->MinTime(1.0);
 #endif
@@ -167,7 +183,8 @@ int main(int argc, char** argv) {
   double const peak = fma_peak_gflops() * double(g_threads);
   double const b = double(g_batch);
   // forward 2*B*sum(in*out); backward: dW for every layer + dX for all but the first layer
-  double const fwd = big ? 2 * b * (784.0 * 256 + 256.0 * 128 + 128.0 * 10) : 2 * b * (784.0 * 32 + 32.0 * 10);
+  double const fwd =
+      big ? 2 * b * (784.0 * 256 + 256.0 * 128 + 128.0 * 10) : 2 * b * (784.0 * 32 + 32.0 * 10);
   double const bwd_x = big ? 2 * b * (256.0 * 128 + 128.0 * 10) : 2 * b * (32.0 * 10);
   double const flops = fwd + fwd + bwd_x;
   // One thread: CPU time of the (only) thread, robust when other processes share the machine.
@@ -176,13 +193,17 @@ int main(int argc, char** argv) {
   double const ls = t["lepton/train_step"], lfb = t["lepton/forward_backward"];
   double const ts = t.count("libtorch/train_step") ? t["libtorch/train_step"] : 0;
   char const* core = std::getenv("OPENBLAS_CORETYPE");
-  std::printf("{\"net\": \"%s\", \"batch\": %zu, \"threads\": %zu, \"lepton_samples_per_s\": %.0f, ", g_net.c_str(), g_batch,
-              g_threads, b / ls);
-  if (ts > 0) std::printf("\"libtorch_samples_per_s\": %.0f, \"ratio\": %.3f, ", b / ts, ts / ls);
-  else std::printf("\"libtorch_samples_per_s\": null, \"ratio\": null, ");
-  std::printf("\"lepton_step_us\": %.1f, \"libtorch_step_us\": %.1f, \"fwd_bwd_us\": %.1f, \"fwd_bwd_gflops\": %.1f, "
-              "\"fma_peak_gflops\": %.1f, \"fwd_bwd_fraction_of_peak\": %.3f, \"timing\": \"%s\", \"openblas_coretype\": "
-              "%s%s%s}\n",
-              ls * 1e6, ts * 1e6, lfb * 1e6, flops / lfb * 1e-9, peak, flops / lfb * 1e-9 / peak,
-              g_threads == 1 ? "cpu" : "wall", core ? "\"" : "", core ? core : "null", core ? "\"" : "");
+  std::printf("{\"net\": \"%s\", \"batch\": %zu, \"threads\": %zu, \"lepton_samples_per_s\": %.0f, ",
+              g_net.c_str(), g_batch, g_threads, b / ls);
+  if (ts > 0)
+    std::printf("\"libtorch_samples_per_s\": %.0f, \"ratio\": %.3f, ", b / ts, ts / ls);
+  else
+    std::printf("\"libtorch_samples_per_s\": null, \"ratio\": null, ");
+  std::printf(
+      "\"lepton_step_us\": %.1f, \"libtorch_step_us\": %.1f, \"fwd_bwd_us\": %.1f, \"fwd_bwd_gflops\": %.1f, "
+      "\"fma_peak_gflops\": %.1f, \"fwd_bwd_fraction_of_peak\": %.3f, \"timing\": \"%s\", "
+      "\"openblas_coretype\": "
+      "%s%s%s}\n",
+      ls * 1e6, ts * 1e6, lfb * 1e6, flops / lfb * 1e-9, peak, flops / lfb * 1e-9 / peak,
+      g_threads == 1 ? "cpu" : "wall", core ? "\"" : "", core ? core : "null", core ? "\"" : "");
 }

@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build git clang clang-format-16
   libxtensor-dev libxsimd-dev xtl-dev catch2 libboost1.81-dev
   nlohmann-json3-dev zlib1g-dev libbenchmark-dev libopenblas-dev
-  dataset-fashion-mnist python3-numpy gnuplot-nox
+  dataset-fashion-mnist python3-numpy gnuplot-nox openmpi-bin libopenmpi-dev
 )
 for arg in "$@"; do
   case "$arg" in

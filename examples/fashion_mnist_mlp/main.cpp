@@ -33,9 +33,10 @@ struct options {
 };
 
 [[noreturn]] void usage_error(std::string const& msg) {
-  std::cerr << "fashion_mnist_mlp: " << msg << "\n"
-            << "usage: fashion_mnist_mlp [--data DIR] [--epochs N] [--batch B] [--threads T] [--seed S] [--lr LR] "
-               "[--log-csv FILE]\n";
+  std::cerr
+      << "fashion_mnist_mlp: " << msg << "\n"
+      << "usage: fashion_mnist_mlp [--data DIR] [--epochs N] [--batch B] [--threads T] [--seed S] [--lr LR] "
+         "[--log-csv FILE]\n";
   std::exit(2);
 }
 
@@ -43,7 +44,8 @@ template <class T> T parse_number(std::string_view flag, char const* text) {
   T v{};
   std::string_view s(text);
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) usage_error(std::string(flag) + ": not a number: '" + text + "'");
+  if (ec != std::errc() || p != s.data() + s.size())
+    usage_error(std::string(flag) + ": not a number: '" + text + "'");
   return v;
 }
 
@@ -54,14 +56,22 @@ options parse(int argc, char** argv) {
     if (a == "--help" || a == "-h") usage_error("trains an MLP on Fashion-MNIST");
     if (i + 1 >= argc) usage_error("missing value after " + std::string(a));
     char const* v = argv[++i];
-    if (a == "--data") o.data = v;
-    else if (a == "--epochs") o.epochs = parse_number<std::size_t>(a, v);
-    else if (a == "--batch") o.batch = parse_number<std::size_t>(a, v);
-    else if (a == "--threads") o.threads = parse_number<std::size_t>(a, v);
-    else if (a == "--seed") o.seed = parse_number<std::uint64_t>(a, v);
-    else if (a == "--lr") o.lr = parse_number<double>(a, v);
-    else if (a == "--log-csv") o.log_csv = v;
-    else usage_error("unknown option " + std::string(a));
+    if (a == "--data")
+      o.data = v;
+    else if (a == "--epochs")
+      o.epochs = parse_number<std::size_t>(a, v);
+    else if (a == "--batch")
+      o.batch = parse_number<std::size_t>(a, v);
+    else if (a == "--threads")
+      o.threads = parse_number<std::size_t>(a, v);
+    else if (a == "--seed")
+      o.seed = parse_number<std::uint64_t>(a, v);
+    else if (a == "--lr")
+      o.lr = parse_number<double>(a, v);
+    else if (a == "--log-csv")
+      o.log_csv = v;
+    else
+      usage_error("unknown option " + std::string(a));
   }
   if (o.batch == 0) usage_error("--batch must be > 0");
   return o;
@@ -96,10 +106,11 @@ int main(int argc, char** argv) {
       seconds += e.seconds;
     }
     auto const& last = hist.history.back();
-    std::printf("{\"test_accuracy\": %.4f, \"test_loss\": %.4f, \"train_samples_per_s\": %.0f, \"epochs\": %zu, "
-                "\"batch\": %zu, \"threads\": %zu, \"seed\": %llu, \"parameters\": %zu}\n",
-                last.val_accuracy, last.val_loss, seconds > 0 ? samples / seconds : 0.0, hist.history.size(), o.batch,
-                lp::num_threads(), static_cast<unsigned long long>(o.seed), lp::nn::parameter_count<mlp>);
+    std::printf(
+        "{\"test_accuracy\": %.4f, \"test_loss\": %.4f, \"train_samples_per_s\": %.0f, \"epochs\": %zu, "
+        "\"batch\": %zu, \"threads\": %zu, \"seed\": %llu, \"parameters\": %zu}\n",
+        last.val_accuracy, last.val_loss, seconds > 0 ? samples / seconds : 0.0, hist.history.size(), o.batch,
+        lp::num_threads(), static_cast<unsigned long long>(o.seed), lp::nn::parameter_count<mlp>);
     return 0;
   } catch (lp::error const& e) {
     std::cerr << "fashion_mnist_mlp: " << e.what() << "\n";

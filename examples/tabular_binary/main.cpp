@@ -27,11 +27,16 @@ int main(int argc, char** argv) {
   double lr = 3e-3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string_view a = argv[i];
-    if (a == "--csv") csv = argv[i + 1];
-    else if (a == "--epochs") epochs = std::stoul(argv[i + 1]);
-    else if (a == "--batch") batch = std::stoul(argv[i + 1]);
-    else if (a == "--seed") seed = std::stoull(argv[i + 1]);
-    else if (a == "--lr") lr = std::stod(argv[i + 1]);
+    if (a == "--csv")
+      csv = argv[i + 1];
+    else if (a == "--epochs")
+      epochs = std::stoul(argv[i + 1]);
+    else if (a == "--batch")
+      batch = std::stoul(argv[i + 1]);
+    else if (a == "--seed")
+      seed = std::stoull(argv[i + 1]);
+    else if (a == "--lr")
+      lr = std::stod(argv[i + 1]);
     else {
       std::cerr << "usage: tabular_binary [--csv FILE] [--epochs N] [--batch B] [--seed S] [--lr LR]\n";
       return 2;

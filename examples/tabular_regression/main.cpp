@@ -27,11 +27,16 @@ int main(int argc, char** argv) {
   double lr = 3e-3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string_view a = argv[i];
-    if (a == "--csv") csv = argv[i + 1];
-    else if (a == "--epochs") epochs = std::stoul(argv[i + 1]);
-    else if (a == "--batch") batch = std::stoul(argv[i + 1]);
-    else if (a == "--seed") seed = std::stoull(argv[i + 1]);
-    else if (a == "--lr") lr = std::stod(argv[i + 1]);
+    if (a == "--csv")
+      csv = argv[i + 1];
+    else if (a == "--epochs")
+      epochs = std::stoul(argv[i + 1]);
+    else if (a == "--batch")
+      batch = std::stoul(argv[i + 1]);
+    else if (a == "--seed")
+      seed = std::stoull(argv[i + 1]);
+    else if (a == "--lr")
+      lr = std::stod(argv[i + 1]);
     else {
       std::cerr << "usage: tabular_regression [--csv FILE] [--epochs N] [--batch B] [--seed S] [--lr LR]\n";
       return 2;
@@ -64,7 +69,8 @@ int main(int argc, char** argv) {
                     .on_epoch = [&](lp::train::epoch_stats const& e) {
                       sched.step();
                       if (e.epoch % 10 == 0)
-                        std::printf("epoch %zu  train_mse %.4f  test_mse %.4f\n", e.epoch, e.train_loss, e.val_loss);
+                        std::printf("epoch %zu  train_mse %.4f  test_mse %.4f\n", e.epoch, e.train_loss,
+                                    e.val_loss);
                       return true;
                     }});
     lp::tensor<float, lp::dyn> pred = model(test.features());
@@ -75,8 +81,9 @@ int main(int argc, char** argv) {
       se += std::pow(double(pred(i)) - test.targets()(i), 2);
       tot += std::pow(double(test.targets()(i)) - tmean, 2);
     }
-    std::printf("{\"test_rmse\": %.2f, \"test_r2\": %.4f, \"test_samples\": %zu, \"epochs\": %zu, \"batch\": %zu}\n",
-                std::sqrt(se / double(test.size())) * sd, 1 - se / tot, test.size(), epochs, batch);
+    std::printf(
+        "{\"test_rmse\": %.2f, \"test_r2\": %.4f, \"test_samples\": %zu, \"epochs\": %zu, \"batch\": %zu}\n",
+        std::sqrt(se / double(test.size())) * sd, 1 - se / tot, test.size(), epochs, batch);
   } catch (lp::error const& e) {
     std::cerr << "tabular_regression: " << e.what() << "\n";
     return 1;

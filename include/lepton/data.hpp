@@ -12,6 +12,8 @@
 /// for (auto [x, y] : batches.epoch(0)) { /* x: (b, 784), y: (b) */ }
 /// ```
 
+#include "data/augment.hpp"
+#include "data/cifar10.hpp"
 #include "data/csv.hpp"
 #include "data/dataset.hpp"
 #include "data/fashion_mnist.hpp"

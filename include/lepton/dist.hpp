@@ -9,6 +9,7 @@
 /// - reducer.hpp:     `grad_reducer`, the fused gradient all-reduce
 /// - fit.hpp:         `dist::fit`, `dist::evaluate`
 /// - logging.hpp:     rank-0 output; checkpoint.hpp: rank-0 checkpoints, load-and-broadcast
+/// - random.hpp:      per-rank dropout streams (`decorrelate_dropout`)
 
 #include "lepton.hpp"
 
@@ -17,5 +18,6 @@
 #include "dist/environment.hpp"
 #include "dist/fit.hpp"
 #include "dist/logging.hpp"
+#include "dist/random.hpp"
 #include "dist/reducer.hpp"
 #include "dist/sampler.hpp"

@@ -17,12 +17,12 @@
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
 
+#include "expr/dropout.hpp"
 #include "expr/elementwise.hpp"
 #include "expr/linalg.hpp"
 #include "expr/nn_ops.hpp"
 #include "expr/reduce.hpp"
 #include "expr/shape_ops.hpp"
-#include "expr/dropout.hpp"
 
 #include "eval/anomaly.hpp"
 #include "eval/assign.hpp"

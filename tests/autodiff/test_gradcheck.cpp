@@ -17,7 +17,8 @@ lp::shape_t<2> shape_for(int seed) {
   return {rows[seed % 4], cols[seed % 5]};
 }
 /// Random values in [lo, hi] kept at least `gap` away from each kink.
-void fill_away(mat& t, double lo, double hi, std::uint64_t seed, std::initializer_list<double> kinks = {}, double gap = 0.05) {
+void fill_away(mat& t, double lo, double hi, std::uint64_t seed, std::initializer_list<double> kinks = {},
+               double gap = 0.05) {
   lepton_test::fill_uniform(t, lo, hi, seed);
   for (std::size_t i = 0; i < t.size(); ++i)
     for (double k : kinks)
@@ -38,7 +39,9 @@ TEST_CASE("gradcheck: unary ops", "[autodiff]") {
     lepton_test::fill_uniform(wt, -1, 1, seed + 1000);
     fill_away(x, -2, 2, seed, {0.0, -0.5, 0.7});
     lepton_test::fill_uniform(xp, 0.2, 3, seed + 50);
-#define CHECK_UNARY(NAME, EXPR, IN) expect_gradcheck(NAME, seed, [&] { return lp::sum((EXPR) * wt); }, IN)
+#define CHECK_UNARY(NAME, EXPR, IN)                                                                          \
+  expect_gradcheck(                                                                                          \
+      NAME, seed, [&] { return lp::sum((EXPR)*wt); }, IN)
     CHECK_UNARY("neg", -x, x);
     CHECK_UNARY("abs", lp::abs(x), x);
     CHECK_UNARY("exp", lp::exp(x), x);
@@ -73,7 +76,9 @@ TEST_CASE("gradcheck: binary ops with broadcast operands", "[autodiff]") {
     // keep a and b apart so that min/max have no ties
     for (std::size_t i = 0; i < a.size(); ++i)
       if (std::abs(a.data()[i] - b.data()[i]) < 0.05) b.data()[i] += 0.1;
-#define CHECK_BIN(NAME, EXPR, ...) expect_gradcheck(NAME, seed, [&] { return lp::sum((EXPR) * wt); }, __VA_ARGS__)
+#define CHECK_BIN(NAME, EXPR, ...)                                                                           \
+  expect_gradcheck(                                                                                          \
+      NAME, seed, [&] { return lp::sum((EXPR)*wt); }, __VA_ARGS__)
     CHECK_BIN("add", a + b, a, b);
     CHECK_BIN("add row", a + row, a, row);
     CHECK_BIN("sub col", col - a, a, col);
@@ -103,17 +108,28 @@ TEST_CASE("gradcheck: reductions, all and per axis", "[autodiff]") {
     lepton_test::fill_uniform(x, -2, 2, seed);
     lepton_test::fill_uniform(w, -1, 1, seed + 7);
     lepton_test::fill_uniform(v, -1, 1, seed + 8);
-    expect_gradcheck("sum", seed, [&] { return lp::sum(lp::tanh(x)); }, x);
-    expect_gradcheck("mean", seed, [&] { return lp::mean(x * x); }, x);
-    expect_gradcheck("max", seed, [&] { return lp::max(x) * 3.0; }, x);
-    expect_gradcheck("logsumexp", seed, [&] { return lp::logsumexp(x); }, x);
-    expect_gradcheck("sum axis1", seed, [&] { return lp::sum(lp::square(lp::sum(x, lp::axis<1>))); }, x);
-    expect_gradcheck("sum axis0", seed, [&] { return lp::sum(lp::sum(x, lp::axis<0>) * v); }, x, v);
-    expect_gradcheck("mean axis1 keep", seed, [&] { return lp::sum(lp::mean(x, lp::axis<1>, lp::keepdims) * w); }, x, w);
-    expect_gradcheck("max axis1", seed, [&] { return lp::sum(lp::square(lp::max(x, lp::axis<1>))); }, x);
-    expect_gradcheck("max axis0", seed, [&] { return lp::sum(lp::max(x, lp::axis<0>) * v); }, x, v);
-    expect_gradcheck("lse axis1", seed, [&] { return lp::sum(lp::square(lp::logsumexp(x, lp::axis<1>))); }, x);
-    expect_gradcheck("centered", seed, [&] { return lp::sum(lp::square(x - lp::mean(x, lp::axis<1>, lp::keepdims))); }, x);
+    expect_gradcheck(
+        "sum", seed, [&] { return lp::sum(lp::tanh(x)); }, x);
+    expect_gradcheck(
+        "mean", seed, [&] { return lp::mean(x * x); }, x);
+    expect_gradcheck(
+        "max", seed, [&] { return lp::max(x) * 3.0; }, x);
+    expect_gradcheck(
+        "logsumexp", seed, [&] { return lp::logsumexp(x); }, x);
+    expect_gradcheck(
+        "sum axis1", seed, [&] { return lp::sum(lp::square(lp::sum(x, lp::axis<1>))); }, x);
+    expect_gradcheck(
+        "sum axis0", seed, [&] { return lp::sum(lp::sum(x, lp::axis<0>) * v); }, x, v);
+    expect_gradcheck(
+        "mean axis1 keep", seed, [&] { return lp::sum(lp::mean(x, lp::axis<1>, lp::keepdims) * w); }, x, w);
+    expect_gradcheck(
+        "max axis1", seed, [&] { return lp::sum(lp::square(lp::max(x, lp::axis<1>))); }, x);
+    expect_gradcheck(
+        "max axis0", seed, [&] { return lp::sum(lp::max(x, lp::axis<0>) * v); }, x, v);
+    expect_gradcheck(
+        "lse axis1", seed, [&] { return lp::sum(lp::square(lp::logsumexp(x, lp::axis<1>))); }, x);
+    expect_gradcheck(
+        "centered", seed, [&] { return lp::sum(lp::square(x - lp::mean(x, lp::axis<1>, lp::keepdims))); }, x);
   }
 }
 
@@ -131,17 +147,33 @@ TEST_CASE("gradcheck: matmul, transpose, softmax and losses", "[autodiff]") {
     lepton_test::fill_uniform(t, 0, 1, seed + 4);
     for (std::size_t i = 0; i < B; ++i) labels(i) = int((i + seed) % 3);
     mat p = lp::softmax(t); // a target distribution
-    expect_gradcheck("matmul", seed, [&] { return lp::sum(lp::tanh(lp::matmul(x, w))); }, x, w);
-    expect_gradcheck("matmul+bias", seed, [&] { return lp::sum(lp::sigmoid(lp::matmul(x, w) + b)); }, x, w, b);
-    expect_gradcheck("transpose", seed, [&] { return lp::sum(lp::matmul(lp::transpose(w), lp::transpose(x)) * lp::transpose(t)); }, x, w);
-    expect_gradcheck("two layers", seed, [&] { return lp::sum(lp::square(lp::matmul(lp::tanh(lp::matmul(x, w) + b), w2))); }, x, w, b, w2);
-    expect_gradcheck("softmax", seed, [&] { return lp::sum(lp::softmax(lp::matmul(x, w)) * t); }, x, w);
-    expect_gradcheck("log_softmax", seed, [&] { return lp::sum(lp::log_softmax(x) * x); }, x);
-    expect_gradcheck("cross_entropy labels", seed, [&] { return lp::loss::cross_entropy(lp::matmul(lp::tanh(lp::matmul(x, w)), w2), labels); }, x, w, w2);
-    expect_gradcheck("cross_entropy soft", seed, [&] { return lp::loss::cross_entropy(lp::matmul(x, w), p, lp::loss::sum); }, x, w, p);
-    expect_gradcheck("mse", seed, [&] { return lp::loss::mse(lp::matmul(x, w) + b, t); }, w, b, t);
-    expect_gradcheck("l1", seed, [&] { return lp::loss::l1(lp::matmul(x, w) + b, t + 5.0); }, w, b);
-    expect_gradcheck("bce mean", seed, [&] { return lp::loss::bce_with_logits(lp::matmul(x, w), t); }, x, w, t);
+    expect_gradcheck(
+        "matmul", seed, [&] { return lp::sum(lp::tanh(lp::matmul(x, w))); }, x, w);
+    expect_gradcheck(
+        "matmul+bias", seed, [&] { return lp::sum(lp::sigmoid(lp::matmul(x, w) + b)); }, x, w, b);
+    expect_gradcheck(
+        "transpose", seed,
+        [&] { return lp::sum(lp::matmul(lp::transpose(w), lp::transpose(x)) * lp::transpose(t)); }, x, w);
+    expect_gradcheck(
+        "two layers", seed,
+        [&] { return lp::sum(lp::square(lp::matmul(lp::tanh(lp::matmul(x, w) + b), w2))); }, x, w, b, w2);
+    expect_gradcheck(
+        "softmax", seed, [&] { return lp::sum(lp::softmax(lp::matmul(x, w)) * t); }, x, w);
+    expect_gradcheck(
+        "log_softmax", seed, [&] { return lp::sum(lp::log_softmax(x) * x); }, x);
+    expect_gradcheck(
+        "cross_entropy labels", seed,
+        [&] { return lp::loss::cross_entropy(lp::matmul(lp::tanh(lp::matmul(x, w)), w2), labels); }, x, w,
+        w2);
+    expect_gradcheck(
+        "cross_entropy soft", seed,
+        [&] { return lp::loss::cross_entropy(lp::matmul(x, w), p, lp::loss::sum); }, x, w, p);
+    expect_gradcheck(
+        "mse", seed, [&] { return lp::loss::mse(lp::matmul(x, w) + b, t); }, w, b, t);
+    expect_gradcheck(
+        "l1", seed, [&] { return lp::loss::l1(lp::matmul(x, w) + b, t + 5.0); }, w, b);
+    expect_gradcheck(
+        "bce mean", seed, [&] { return lp::loss::bce_with_logits(lp::matmul(x, w), t); }, x, w, t);
   }
 }
 

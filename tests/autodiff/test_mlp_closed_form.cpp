@@ -63,7 +63,8 @@ TEST_CASE("3-layer MLP gradients equal the closed-form derivation", "[autodiff]"
     for (std::size_t c = 0; c < C; ++c)
       d3[n * C + c] = (std::exp(z3[n * C + c] - m) / s - (c == std::size_t(y(n)) ? 1.0 : 0.0)) / B;
   }
-  auto back = [](vecd const& d, vecd const& a, double const* w, std::size_t in, std::size_t out, vecd& gw, vecd& gb, vecd& da) {
+  auto back = [](vecd const& d, vecd const& a, double const* w, std::size_t in, std::size_t out, vecd& gw,
+                 vecd& gb, vecd& da) {
     gw.assign(in * out, 0);
     gb.assign(out, 0);
     da.assign(B * in, 0);

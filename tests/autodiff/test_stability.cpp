@@ -59,7 +59,8 @@ TEST_CASE("cross-entropy rejects labels outside [0, classes)", "[autodiff][stabi
   REQUIRE_THROWS_WITH(lp::value(lp::loss::cross_entropy(x, y)), Catch::Contains("label 3 of sample 1"));
 }
 
-TEST_CASE("anomaly mode names the first op producing a non-finite value, forward and backward", "[autodiff][anomaly]") {
+TEST_CASE("anomaly mode names the first op producing a non-finite value, forward and backward",
+          "[autodiff][anomaly]") {
   lp::tensor<float, lp::dyn, 3> x({2, 3}, {1, 2, 3, -5, 0, 4});
   lp::param<float, 3, 2> w;
   w.value.fill(0.5f);
@@ -67,8 +68,10 @@ TEST_CASE("anomaly mode names the first op producing a non-finite value, forward
   REQUIRE_FALSE(lp::anomaly_detection());
   {
     lp::anomaly_guard guard;
-    REQUIRE_THROWS_WITH(lp::backward(lp::sum(lp::tanh(lp::log(lp::matmul(x, w) + b)))),
-                        Catch::StartsWith("lepton: anomaly detected in the forward pass: log(add(matmul(tensor, param), param))"));
+    REQUIRE_THROWS_WITH(
+        lp::backward(lp::sum(lp::tanh(lp::log(lp::matmul(x, w) + b)))),
+        Catch::StartsWith(
+            "lepton: anomaly detected in the forward pass: log(add(matmul(tensor, param), param))"));
     // forward finite (sqrt(0) = 0), backward infinite (d sqrt / dx at 0)
     lp::tensor<float, lp::dyn, 3> z({1, 3}, {0, 0, 0});
     REQUIRE_THROWS_WITH(lp::backward(lp::sum(lp::sqrt(lp::matmul(z, w) + b))),

@@ -97,7 +97,8 @@ struct mlp {
 };
 } // namespace
 
-TEST_CASE("a whole training step (forward, loss, backward, Adam update) allocates nothing after warm-up", "[autodiff][alloc]") {
+TEST_CASE("a whole training step (forward, loss, backward, Adam update) allocates nothing after warm-up",
+          "[autodiff][alloc]") {
   mlp model;
   lp::nn::init(model, lp::init::kaiming_uniform{}, 1);
   lp::optim::adam opt{model, {.lr = 1e-3, .clip_grad_norm = 5.0}};

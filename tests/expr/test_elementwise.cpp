@@ -11,9 +11,11 @@ using lepton_test::fill_uniform;
 using mat = lp::tensor<float, lp::dyn, lp::dyn>;
 
 namespace {
-std::vector<lp::shape_t<2>> const shapes = {{0, 7}, {1, 7}, {1, 1}, {3, 17}, {4, 33}, {7, 64}, {5, 100}, {300, 301}};
+std::vector<lp::shape_t<2>> const shapes = {{0, 7},  {1, 7},  {1, 1},   {3, 17},
+                                            {4, 33}, {7, 64}, {5, 100}, {300, 301}};
 
-template <class Make, class Ref> void check_unary(char const* name, Make make, Ref ref, double lo, double hi, double rtol = 2e-6) {
+template <class Make, class Ref>
+void check_unary(char const* name, Make make, Ref ref, double lo, double hi, double rtol = 2e-6) {
   for (auto s : shapes) {
     mat x(s);
     fill_uniform(x, lo, hi, 7 + s[0] * 31 + s[1]);
@@ -30,22 +32,44 @@ template <class Make, class Ref> void check_unary(char const* name, Make make, R
 
 TEST_CASE("unary ops match float64 references", "[core][elementwise]") {
   using std::exp;
-  check_unary("neg", [](mat const& x) { return -x; }, [](double v) { return -v; }, -3, 3);
-  check_unary("abs", [](mat const& x) { return lp::abs(x); }, [](double v) { return std::abs(v); }, -3, 3);
-  check_unary("exp", [](mat const& x) { return lp::exp(x); }, [](double v) { return std::exp(v); }, -5, 5);
-  check_unary("log", [](mat const& x) { return lp::log(x); }, [](double v) { return std::log(v); }, 0.01, 10);
-  check_unary("log1p", [](mat const& x) { return lp::log1p(x); }, [](double v) { return std::log1p(v); }, -0.5, 5);
-  check_unary("sqrt", [](mat const& x) { return lp::sqrt(x); }, [](double v) { return std::sqrt(v); }, 0, 9);
-  check_unary("rsqrt", [](mat const& x) { return lp::rsqrt(x); }, [](double v) { return 1 / std::sqrt(v); }, 0.1, 9);
-  check_unary("square", [](mat const& x) { return lp::square(x); }, [](double v) { return v * v; }, -3, 3);
-  check_unary("tanh", [](mat const& x) { return lp::tanh(x); }, [](double v) { return std::tanh(v); }, -4, 4);
-  check_unary("sigmoid", [](mat const& x) { return lp::sigmoid(x); }, [](double v) { return 1 / (1 + std::exp(-v)); }, -8, 8);
-  check_unary("relu", [](mat const& x) { return lp::relu(x); }, [](double v) { return v > 0 ? v : 0; }, -3, 3);
-  check_unary("leaky_relu", [](mat const& x) { return lp::leaky_relu(x, 0.2); }, [](double v) { return v > 0 ? v : 0.2 * v; }, -3, 3);
-  check_unary("softplus", [](mat const& x) { return lp::softplus(x); }, [](double v) { return std::log1p(std::exp(v)); }, -20, 20);
-  check_unary("silu", [](mat const& x) { return lp::silu(x); }, [](double v) { return v / (1 + std::exp(-v)); }, -6, 6);
-  check_unary("gelu", [](mat const& x) { return lp::gelu(x); }, [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }, -5, 5, 1e-5);
-  check_unary("clamp", [](mat const& x) { return lp::clamp(x, -0.5, 0.7); }, [](double v) { return std::min(std::max(v, -0.5), 0.7); }, -2, 2);
+  check_unary(
+      "neg", [](mat const& x) { return -x; }, [](double v) { return -v; }, -3, 3);
+  check_unary(
+      "abs", [](mat const& x) { return lp::abs(x); }, [](double v) { return std::abs(v); }, -3, 3);
+  check_unary(
+      "exp", [](mat const& x) { return lp::exp(x); }, [](double v) { return std::exp(v); }, -5, 5);
+  check_unary(
+      "log", [](mat const& x) { return lp::log(x); }, [](double v) { return std::log(v); }, 0.01, 10);
+  check_unary(
+      "log1p", [](mat const& x) { return lp::log1p(x); }, [](double v) { return std::log1p(v); }, -0.5, 5);
+  check_unary(
+      "sqrt", [](mat const& x) { return lp::sqrt(x); }, [](double v) { return std::sqrt(v); }, 0, 9);
+  check_unary(
+      "rsqrt", [](mat const& x) { return lp::rsqrt(x); }, [](double v) { return 1 / std::sqrt(v); }, 0.1, 9);
+  check_unary(
+      "square", [](mat const& x) { return lp::square(x); }, [](double v) { return v * v; }, -3, 3);
+  check_unary(
+      "tanh", [](mat const& x) { return lp::tanh(x); }, [](double v) { return std::tanh(v); }, -4, 4);
+  check_unary(
+      "sigmoid", [](mat const& x) { return lp::sigmoid(x); }, [](double v) { return 1 / (1 + std::exp(-v)); },
+      -8, 8);
+  check_unary(
+      "relu", [](mat const& x) { return lp::relu(x); }, [](double v) { return v > 0 ? v : 0; }, -3, 3);
+  check_unary(
+      "leaky_relu", [](mat const& x) { return lp::leaky_relu(x, 0.2); },
+      [](double v) { return v > 0 ? v : 0.2 * v; }, -3, 3);
+  check_unary(
+      "softplus", [](mat const& x) { return lp::softplus(x); },
+      [](double v) { return std::log1p(std::exp(v)); }, -20, 20);
+  check_unary(
+      "silu", [](mat const& x) { return lp::silu(x); }, [](double v) { return v / (1 + std::exp(-v)); }, -6,
+      6);
+  check_unary(
+      "gelu", [](mat const& x) { return lp::gelu(x); },
+      [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }, -5, 5, 1e-5);
+  check_unary(
+      "clamp", [](mat const& x) { return lp::clamp(x, -0.5, 0.7); },
+      [](double v) { return std::min(std::max(v, -0.5), 0.7); }, -2, 2);
 }
 
 TEST_CASE("softplus does not overflow for large inputs", "[core][elementwise]") {
@@ -57,7 +81,8 @@ TEST_CASE("softplus does not overflow for large inputs", "[core][elementwise]") 
 }
 
 namespace {
-template <class Op, class Ref> void check_binary(char const* name, Op op, Ref ref, double lo = -3, double hi = 3) {
+template <class Op, class Ref>
+void check_binary(char const* name, Op op, Ref ref, double lo = -3, double hi = 3) {
   for (auto s : shapes) {
     mat a(s), b(s);
     fill_uniform(a, lo, hi, 100 + s[0]);
@@ -81,17 +106,34 @@ template <class Op, class Ref> void check_binary(char const* name, Op op, Ref re
 } // namespace
 
 TEST_CASE("binary ops with broadcasting match float64 references", "[core][elementwise]") {
-  check_binary("add", [](auto const& a, auto const& b) { return a + b; }, [](double a, double b) { return a + b; });
-  check_binary("sub", [](auto const& a, auto const& b) { return a - b; }, [](double a, double b) { return a - b; });
-  check_binary("mul", [](auto const& a, auto const& b) { return a * b; }, [](double a, double b) { return a * b; });
-  check_binary("div", [](auto const& a, auto const& b) { return a / b; }, [](double a, double b) { return a / b; }, 0.5, 3);
-  check_binary("maximum", [](auto const& a, auto const& b) { return lp::maximum(a, b); }, [](double a, double b) { return std::max(a, b); });
-  check_binary("minimum", [](auto const& a, auto const& b) { return lp::minimum(a, b); }, [](double a, double b) { return std::min(a, b); });
-  check_binary("pow", [](auto const& a, auto const& b) { return lp::pow(a, b); }, [](double a, double b) { return std::pow(a, b); }, 0.2, 2);
-  check_binary("less", [](auto const& a, auto const& b) { return a < b; }, [](double a, double b) { return a < b ? 1.0 : 0.0; });
-  check_binary("greater_equal", [](auto const& a, auto const& b) { return a >= b; }, [](double a, double b) { return a >= b ? 1.0 : 0.0; });
-  check_binary("bce_logits", [](auto const& a, auto const& b) { return lp::loss::bce_with_logits(a, b, lp::loss::none); },
-               [](double a, double b) { return std::max(a, 0.0) - a * b + std::log1p(std::exp(-std::abs(a))); });
+  check_binary(
+      "add", [](auto const& a, auto const& b) { return a + b; }, [](double a, double b) { return a + b; });
+  check_binary(
+      "sub", [](auto const& a, auto const& b) { return a - b; }, [](double a, double b) { return a - b; });
+  check_binary(
+      "mul", [](auto const& a, auto const& b) { return a * b; }, [](double a, double b) { return a * b; });
+  check_binary(
+      "div", [](auto const& a, auto const& b) { return a / b; }, [](double a, double b) { return a / b; },
+      0.5, 3);
+  check_binary(
+      "maximum", [](auto const& a, auto const& b) { return lp::maximum(a, b); },
+      [](double a, double b) { return std::max(a, b); });
+  check_binary(
+      "minimum", [](auto const& a, auto const& b) { return lp::minimum(a, b); },
+      [](double a, double b) { return std::min(a, b); });
+  check_binary(
+      "pow", [](auto const& a, auto const& b) { return lp::pow(a, b); },
+      [](double a, double b) { return std::pow(a, b); }, 0.2, 2);
+  check_binary(
+      "less", [](auto const& a, auto const& b) { return a < b; },
+      [](double a, double b) { return a < b ? 1.0 : 0.0; });
+  check_binary(
+      "greater_equal", [](auto const& a, auto const& b) { return a >= b; },
+      [](double a, double b) { return a >= b ? 1.0 : 0.0; });
+  check_binary(
+      "bce_logits",
+      [](auto const& a, auto const& b) { return lp::loss::bce_with_logits(a, b, lp::loss::none); },
+      [](double a, double b) { return std::max(a, 0.0) - a * b + std::log1p(std::exp(-std::abs(a))); });
 }
 
 TEST_CASE("scalar on the left and where()", "[core][elementwise]") {
@@ -132,7 +174,7 @@ TEST_CASE("runtime shape mismatches throw shape_error naming both shapes", "[cor
   lp::tensor<float, lp::dyn, 4> x(3);
   lp::tensor<float, lp::dyn, 4> z(5);
   REQUIRE_THROWS_AS(z.view() = x * 2.0f, lp::shape_error); // a view cannot be resized
-  z = x * 2.0f;                                               // a tensor is
+  z = x * 2.0f;                                            // a tensor is
   REQUIRE(z.shape(0) == 3);
 }
 
@@ -161,5 +203,6 @@ TEST_CASE("float64 path", "[core][elementwise]") {
   lp::tensor<double, lp::dyn, 9> x(5);
   fill_uniform(x, -2, 2, 9);
   lp::tensor<double, lp::dyn, 9> y = lp::tanh(x) * x + 1.0;
-  for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(close(y.data()[i], std::tanh(x.data()[i]) * x.data()[i] + 1.0, 1e-14, 1e-15));
+  for (std::size_t i = 0; i < x.size(); ++i)
+    REQUIRE(close(y.data()[i], std::tanh(x.data()[i]) * x.data()[i] + 1.0, 1e-14, 1e-15));
 }

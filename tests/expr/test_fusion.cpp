@@ -52,7 +52,9 @@ TEST_CASE("materialising expressions stop allocating after warm-up", "[core][fus
   lp::tensor<float, lp::dyn, 48> h(32);
   lepton_test::fill_uniform(x, -1, 1, 3);
   lepton_test::fill_uniform(w, -1, 1, 4);
-  auto step = [&] { h = lp::log_softmax(lp::relu(lp::matmul(x, w) + b)) + lp::max(x, lp::axis<1>, lp::keepdims); };
+  auto step = [&] {
+    h = lp::log_softmax(lp::relu(lp::matmul(x, w) + b)) + lp::max(x, lp::axis<1>, lp::keepdims);
+  };
   step();
   step();
   long before = g_allocs.load();
@@ -60,7 +62,8 @@ TEST_CASE("materialising expressions stop allocating after warm-up", "[core][fus
   REQUIRE(g_allocs.load() == before);
 }
 
-TEST_CASE("large outputs (streamed past the cache) are correct, including unaligned chunk edges", "[core][fusion]") {
+TEST_CASE("large outputs (streamed past the cache) are correct, including unaligned chunk edges",
+          "[core][fusion]") {
   std::size_t const n = (std::size_t{5} << 20) + 7; // > 16 MiB of floats: the non-temporal path
   lp::tensor<float, lp::dyn> x(n), y(n), z(n);
   lepton_test::fill_uniform(x, -1, 1, 5);
@@ -70,7 +73,8 @@ TEST_CASE("large outputs (streamed past the cache) are correct, including unalig
     z = 0.5f * x + 1.5f * y * y - lp::tanh(x);
     for (std::size_t i = 0; i < n; i += 9973)
       REQUIRE(lepton_test::close(z(i), 0.5 * x(i) + 1.5 * y(i) * y(i) - std::tanh(double(x(i))), 1e-5, 1e-6));
-    REQUIRE(lepton_test::close(z(n - 1), 0.5 * x(n - 1) + 1.5 * y(n - 1) * y(n - 1) - std::tanh(double(x(n - 1))), 1e-5, 1e-6));
+    REQUIRE(lepton_test::close(
+        z(n - 1), 0.5 * x(n - 1) + 1.5 * y(n - 1) * y(n - 1) - std::tanh(double(x(n - 1))), 1e-5, 1e-6));
   }
   lp::set_num_threads(0);
 }

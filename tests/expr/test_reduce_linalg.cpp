@@ -90,7 +90,8 @@ double ref_mm(mat const& a, mat const& b, std::size_t i, std::size_t j) {
 } // namespace
 
 TEST_CASE("matmul, transposes and fused bias+activation epilogues", "[core][linalg]") {
-  for (auto [m, k, n] : std::vector<std::array<std::size_t, 3>>{{1, 1, 1}, {0, 3, 4}, {3, 0, 4}, {7, 13, 5}, {64, 784, 256}, {33, 65, 17}}) {
+  for (auto [m, k, n] : std::vector<std::array<std::size_t, 3>>{
+           {1, 1, 1}, {0, 3, 4}, {3, 0, 4}, {7, 13, 5}, {64, 784, 256}, {33, 65, 17}}) {
     mat a({m, k}), b({k, n});
     lp::tensor<float, lp::dyn> bias(n);
     fill_uniform(a, -1, 1, m + k);

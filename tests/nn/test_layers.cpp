@@ -26,14 +26,15 @@ struct unnamed {
 } // namespace
 
 TEST_CASE("parameter reflection: names, order and compile-time count", "[nn]") {
-  static_assert(lp::nn::parameter_count<model> == (5 * 4 + 4) + 2 * ((4 * 3 + 3) + (3 * 4 + 4)) + (4 * 3 + 3) + (3 * 2 + 2));
+  static_assert(lp::nn::parameter_count<model> ==
+                (5 * 4 + 4) + 2 * ((4 * 3 + 3) + (3 * 4 + 4)) + (4 * 3 + 3) + (3 * 2 + 2));
   static_assert(lp::nn::parameter_count<unnamed> == 6 + 3);
   model m;
   auto names = lp::nn::parameter_names(m);
-  std::vector<std::string> expected = {"in.weight",          "in.bias",           "blocks.0.0.weight", "blocks.0.0.bias",
-                                       "blocks.0.1.weight",  "blocks.0.1.bias",   "blocks.1.0.weight", "blocks.1.0.bias",
-                                       "blocks.1.1.weight",  "blocks.1.1.bias",   "head.0.weight",     "head.0.bias",
-                                       "head.2.weight",      "head.2.bias"};
+  std::vector<std::string> expected = {
+      "in.weight",       "in.bias",           "blocks.0.0.weight", "blocks.0.0.bias",   "blocks.0.1.weight",
+      "blocks.0.1.bias", "blocks.1.0.weight", "blocks.1.0.bias",   "blocks.1.1.weight", "blocks.1.1.bias",
+      "head.0.weight",   "head.0.bias",       "head.2.weight",     "head.2.bias"};
   REQUIRE(names == expected);
   unnamed u;
   REQUIRE(lp::nn::parameter_names(u) == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"});
@@ -71,15 +72,19 @@ TEST_CASE("a model of layers computes what its formula says and passes gradcheck
   lepton_test::fill_uniform(x, -1, 1, 2);
   lp::tensor<double, lp::dyn, 2> y = m(x);
   // the same through explicit expressions
-  auto blk = [](block const& b, auto const& h) { return lp::matmul(lp::tanh(lp::matmul(h, b.a.weight) + b.a.bias), b.b.weight) + b.b.bias; };
+  auto blk = [](block const& b, auto const& h) {
+    return lp::matmul(lp::tanh(lp::matmul(h, b.a.weight) + b.a.bias), b.b.weight) + b.b.bias;
+  };
   lp::tensor<double, lp::dyn, 4> h0 = lp::matmul(x, m.in.weight) + m.in.bias;
   lp::tensor<double, lp::dyn, 4> h1 = blk(m.blocks[0], h0);
   lp::tensor<double, lp::dyn, 4> h2 = blk(m.blocks[1], h1);
   lp::tensor<double, lp::dyn, 2> ref =
-      lp::matmul(lp::relu(lp::matmul(h2, m.head.get<0>().weight) + m.head.get<0>().bias), m.head.get<2>().weight) +
+      lp::matmul(lp::relu(lp::matmul(h2, m.head.get<0>().weight) + m.head.get<0>().bias),
+                 m.head.get<2>().weight) +
       m.head.get<2>().bias;
   for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y.data()[i] == Approx(ref.data()[i]).epsilon(1e-12));
-  auto r = lp::gradcheck([&] { return lp::sum(lp::square(m(x))); }, m.in.weight, m.blocks[1].a.bias, m.head.get<0>().weight);
+  auto r = lp::gradcheck([&] { return lp::sum(lp::square(m(x))); }, m.in.weight, m.blocks[1].a.bias,
+                         m.head.get<0>().weight);
   INFO(r.message);
   REQUIRE(r.ok);
 }

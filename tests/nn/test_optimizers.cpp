@@ -12,8 +12,10 @@ struct two {
   lp::param<double, 5> b;
 };
 void set_grads(two& m, int step) {
-  for (std::size_t i = 0; i < m.w.value.size(); ++i) m.w.grad.data()[i] = std::sin(double(i + 1) * (step + 1));
-  for (std::size_t i = 0; i < m.b.value.size(); ++i) m.b.grad.data()[i] = std::cos(double(i + 2) * (step + 3));
+  for (std::size_t i = 0; i < m.w.value.size(); ++i)
+    m.w.grad.data()[i] = std::sin(double(i + 1) * (step + 1));
+  for (std::size_t i = 0; i < m.b.value.size(); ++i)
+    m.b.grad.data()[i] = std::cos(double(i + 2) * (step + 3));
 }
 std::vector<double*> values(two& m) {
   std::vector<double*> v;
@@ -70,8 +72,10 @@ TEST_CASE("adam and adamw match the reference", "[optim]") {
         opt.step();
         for (std::size_t i = 0; i < p.size(); ++i) {
           double gi = g[i];
-          if (decoupled) r2[i] *= 1 - 0.01 * 0.1;
-          else gi += 0.1 * r2[i];
+          if (decoupled)
+            r2[i] *= 1 - 0.01 * 0.1;
+          else
+            gi += 0.1 * r2[i];
           m2[i] = 0.8 * m2[i] + 0.2 * gi;
           v2[i] = 0.95 * v2[i] + 0.05 * gi * gi;
           double bc1 = 1 - std::pow(0.8, step), bc2 = 1 - std::pow(0.95, step);
@@ -93,7 +97,8 @@ TEST_CASE("adam and adamw match the reference", "[optim]") {
 TEST_CASE("rmsprop matches the reference", "[optim]") {
   two m;
   init(m);
-  lp::optim::rmsprop<double> opt{m, {.lr = 0.01, .alpha = 0.9, .eps = 1e-8, .weight_decay = 0.0, .momentum = 0.5}};
+  lp::optim::rmsprop<double> opt{
+      m, {.lr = 0.01, .alpha = 0.9, .eps = 1e-8, .weight_decay = 0.0, .momentum = 0.5}};
   auto p = values(m);
   std::vector<double> r(p.size()), s(p.size(), 0), b(p.size(), 0);
   for (std::size_t i = 0; i < p.size(); ++i) r[i] = *p[i];

@@ -37,7 +37,8 @@ struct net {
 
 std::vector<float> flat_params(net& m) {
   std::vector<float> v;
-  lp::nn::for_each_parameter(m, [&](std::string_view, auto& p) { v.insert(v.end(), p.value.flat().begin(), p.value.flat().end()); });
+  lp::nn::for_each_parameter(
+      m, [&](std::string_view, auto& p) { v.insert(v.end(), p.value.flat().begin(), p.value.flat().end()); });
   return v;
 }
 } // namespace
@@ -48,8 +49,9 @@ TEST_CASE("fit learns separable data; evaluate agrees with the last epoch's vali
   lp::nn::init(m, lp::init::xavier_uniform{}, 5);
   lp::optim::adam opt{m, {.lr = 0.02}};
   std::ostringstream out;
-  auto r = lp::train::fit(m, opt, lp::loss::cross_entropy, train, val,
-                          {.epochs = 8, .batch = 32, .seed = 9, .display = lp::train::progress::lines, .out = &out});
+  auto r = lp::train::fit(
+      m, opt, lp::loss::cross_entropy, train, val,
+      {.epochs = 8, .batch = 32, .seed = 9, .display = lp::train::progress::lines, .out = &out});
   REQUIRE(r.history.size() == 8);
   REQUIRE(r.history.back().val_accuracy > 0.95);
   REQUIRE(r.history.back().train_loss < r.history.front().train_loss);
@@ -68,7 +70,8 @@ TEST_CASE("same seed, same thread count: bit-identical parameters", "[train]") {
     net m;
     lp::nn::init(m, lp::init::kaiming_uniform{}, 17);
     lp::optim::sgd opt{m, {.lr = 0.05, .momentum = 0.9}};
-    lp::train::fit(m, opt, lp::loss::cross_entropy, train, {.epochs = 3, .batch = 16, .seed = 4, .display = lp::train::progress::none});
+    lp::train::fit(m, opt, lp::loss::cross_entropy, train,
+                   {.epochs = 3, .batch = 16, .seed = 4, .display = lp::train::progress::none});
     return flat_params(m);
   };
   auto a = run(1), b = run(1), c = run(2);
@@ -116,8 +119,11 @@ TEST_CASE("fit stops with a clear error on a non-finite loss and on bad options"
   net m;
   lp::nn::init(m, lp::init::xavier_uniform{}, 1);
   lp::optim::sgd opt{m, {.lr = 0.1}};
-  REQUIRE_THROWS_WITH(lp::train::fit(m, opt, lp::loss::cross_entropy, train, {.batch = 60, .shuffle = false, .display = lp::train::progress::none}),
+  REQUIRE_THROWS_WITH(lp::train::fit(m, opt, lp::loss::cross_entropy, train,
+                                     {.batch = 60, .shuffle = false, .display = lp::train::progress::none}),
                       Catch::Contains("non-finite loss") && Catch::Contains("epoch 1, batch 1"));
   REQUIRE_THROWS_AS(lp::train::fit(m, opt, lp::loss::cross_entropy, train, {.batch = 0}), lp::value_error);
-  REQUIRE_THROWS_AS(lp::train::fit(m, opt, lp::loss::cross_entropy, train, {.log_csv = "/nonexistent-dir/x.csv"}), lp::io_error);
+  REQUIRE_THROWS_AS(
+      lp::train::fit(m, opt, lp::loss::cross_entropy, train, {.log_csv = "/nonexistent-dir/x.csv"}),
+      lp::io_error);
 }

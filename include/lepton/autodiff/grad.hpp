@@ -40,7 +40,8 @@ struct backward_options {
 /// opt.step();
 /// ```
 template <expression E> auto backward(E const& loss, backward_options opt = {}) {
-  static_assert(E::rank == 0, "lepton: backward needs a scalar (rank-0) loss; reduce it with lepton::sum or lepton::mean");
+  static_assert(E::rank == 0,
+                "lepton: backward needs a scalar (rank-0) loss; reduce it with lepton::sum or lepton::mean");
   using T = typename E::value_type;
   detail::fp_scope fp;
   detail::arena& mem = detail::thread_arena();
@@ -64,11 +65,14 @@ template <expression E> auto backward(E const& loss, backward_options opt = {}) 
 
 namespace detail {
 template <class W> auto target_data(W const& w) {
-  if constexpr (parameter<W>) return w.value.data();
-  else return w.data();
+  if constexpr (parameter<W>)
+    return w.value.data();
+  else
+    return w.data();
 }
 template <class W> auto zero_like(W const& w) {
-  if constexpr (parameter<W>) return typename W::tensor_type(w.value.shape());
+  if constexpr (parameter<W>)
+    return typename W::tensor_type(w.value.shape());
   else {
     using D = std::remove_cvref_t<W>;
     using T = typename D::value_type;
@@ -83,8 +87,11 @@ template <class W> auto zero_like(W const& w) {
 template <expression E, class... W>
   requires((dense<std::remove_cvref_t<W>> || parameter<W>) && ...)
 auto grad(E const& f, W const&... wrt) {
-  static_assert(E::rank == 0, "lepton: grad needs a scalar (rank-0) expression; reduce it with lepton::sum or lepton::mean");
-  static_assert(sizeof...(W) > 0, "lepton: grad(f, wrt...) needs at least one tensor to differentiate against");
+  static_assert(
+      E::rank == 0,
+      "lepton: grad needs a scalar (rank-0) expression; reduce it with lepton::sum or lepton::mean");
+  static_assert(sizeof...(W) > 0,
+                "lepton: grad(f, wrt...) needs at least one tensor to differentiate against");
   using T = typename E::value_type;
   auto result = std::make_tuple(detail::zero_like(wrt)...);
   detail::fp_scope fp;

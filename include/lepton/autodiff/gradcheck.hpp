@@ -30,8 +30,10 @@ struct gradcheck_result {
 
 namespace detail {
 template <class W> auto& gc_values(W& w) {
-  if constexpr (parameter<W>) return w.value;
-  else return w;
+  if constexpr (parameter<W>)
+    return w.value;
+  else
+    return w;
 }
 } // namespace detail
 

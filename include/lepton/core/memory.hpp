@@ -22,9 +22,7 @@ namespace lepton::detail {
 inline void* aligned_alloc_bytes(std::size_t bytes) {
   return ::operator new(bytes == 0 ? buffer_alignment : bytes, std::align_val_t{buffer_alignment});
 }
-inline void aligned_free_bytes(void* p) noexcept {
-  ::operator delete(p, std::align_val_t{buffer_alignment});
-}
+inline void aligned_free_bytes(void* p) noexcept { ::operator delete(p, std::align_val_t{buffer_alignment}); }
 
 inline std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 

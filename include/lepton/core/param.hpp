@@ -20,7 +20,8 @@ namespace lepton {
 template <class T, std::size_t... Dims> class param {
 public:
   static_assert(std::is_floating_point_v<T>, "lepton: parameters hold float or double");
-  static_assert(dims<Dims...>::dynamic_count == 0, "lepton: parameter dimensions must be static (no lepton::dyn)");
+  static_assert(dims<Dims...>::dynamic_count == 0,
+                "lepton: parameter dimensions must be static (no lepton::dyn)");
 
   using value_type = T;
   using static_dims = dims<Dims...>;
@@ -28,8 +29,8 @@ public:
   static constexpr std::size_t rank = sizeof...(Dims);
   static constexpr std::size_t size = static_dims::static_size;
 
-  tensor_type value; ///< the parameter's values
-  tensor_type grad;  ///< d(loss)/d(value) after lepton::backward
+  tensor_type value;   ///< the parameter's values
+  tensor_type grad;    ///< d(loss)/d(value) after lepton::backward
   bool frozen = false; ///< when true, no gradient is computed or applied
 
   /// Gradient bookkeeping for lepton::backward: the pass that last wrote `grad` (0 = none).

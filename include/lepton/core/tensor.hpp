@@ -98,8 +98,8 @@ public:
   /// Copies the values of another view of the same shape.
   tensor_view const& assign(tensor_view<value_type const, Dims...> const& other) const {
     if (other.shape() != m_shape)
-      throw shape_error("tensor_view::assign: shapes " + to_string(m_shape) + " and " + to_string(other.shape()) +
-                        " differ");
+      throw shape_error("tensor_view::assign: shapes " + to_string(m_shape) + " and " +
+                        to_string(other.shape()) + " differ");
     std::copy_n(other.data(), size(), m_data);
     return *this;
   }
@@ -134,7 +134,8 @@ public:
   using view_type = tensor_view<T, Dims...>;
   using const_view_type = tensor_view<T const, Dims...>;
 
-  static_assert(std::is_arithmetic_v<T>, "lepton: tensor element types are arithmetic (float, double, integers)");
+  static_assert(std::is_arithmetic_v<T>,
+                "lepton: tensor element types are arithmetic (float, double, integers)");
   static_assert(rank <= max_rank, "lepton: tensors have at most lepton::max_rank (6) dimensions");
 
   /// Zero-filled; every `dyn` dimension has size 0.
@@ -174,7 +175,8 @@ public:
   /// **Example**: `lepton::tensor<float, 2, 2> m({2, 2}, {1, 2, 3, 4});`
   tensor(shape_type const& shape, std::initializer_list<T> values) : tensor(shape) {
     if (values.size() != size())
-      throw shape_error("tensor: " + std::to_string(values.size()) + " values given for shape " + to_string(shape));
+      throw shape_error("tensor: " + std::to_string(values.size()) + " values given for shape " +
+                        to_string(shape));
     std::copy(values.begin(), values.end(), data());
   }
 
@@ -198,7 +200,8 @@ public:
     return s;
   }
   std::size_t shape(std::size_t i) const {
-    if (i >= rank) throw index_error("tensor::shape(" + std::to_string(i) + "): rank is " + std::to_string(rank));
+    if (i >= rank)
+      throw index_error("tensor::shape(" + std::to_string(i) + "): rank is " + std::to_string(rank));
     return m_data.shape()[i];
   }
   std::size_t size() const noexcept { return m_data.size(); }
@@ -268,8 +271,8 @@ private:
     static_assert(rank >= 1, "lepton: rows() needs a tensor of rank >= 1");
     auto s = shape();
     if (begin > end || end > s[0])
-      throw index_error("tensor::rows(" + std::to_string(begin) + ", " + std::to_string(end) + "): shape is " +
-                        to_string(s));
+      throw index_error("tensor::rows(" + std::to_string(begin) + ", " + std::to_string(end) +
+                        "): shape is " + to_string(s));
     std::size_t row = rank == 0 ? 1 : size() / std::max<std::size_t>(s[0], 1);
     s[0] = end - begin;
     return rows_view_t<U>(p + begin * row, s);
@@ -283,7 +286,8 @@ private:
   void check_index(shape_type const& idx) const {
     auto s = shape();
     for (std::size_t d = 0; d < rank; ++d)
-      if (idx[d] >= s[d]) throw index_error("tensor::at" + to_string(idx) + ": out of range for shape " + to_string(s));
+      if (idx[d] >= s[d])
+        throw index_error("tensor::at" + to_string(idx) + ": out of range for shape " + to_string(s));
   }
 
   storage_type m_data;

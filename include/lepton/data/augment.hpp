@@ -53,10 +53,11 @@ class augmenter {
 public:
   explicit augmenter(augment_options opt) : m_opt(std::move(opt)) {
     if (m_opt.mean.size() != m_opt.stddev.size())
-      throw value_error("data::augmenter: mean has " + std::to_string(m_opt.mean.size()) + " entries, stddev " +
-                        std::to_string(m_opt.stddev.size()));
+      throw value_error("data::augmenter: mean has " + std::to_string(m_opt.mean.size()) +
+                        " entries, stddev " + std::to_string(m_opt.stddev.size()));
     for (float s : m_opt.stddev)
-      if (!(s > 0.0f)) throw value_error("data::augmenter: every stddev must be positive, got " + std::to_string(s));
+      if (!(s > 0.0f))
+        throw value_error("data::augmenter: every stddev must be positive, got " + std::to_string(s));
   }
 
   augment_options const& options() const noexcept { return m_opt; }
@@ -70,7 +71,8 @@ public:
   /// Augments `batch` (b, C, H, W) in place as call number `step` (any order, any repetition: the
   /// result depends only on the seed, the step and the sample's position in the batch).
   template <class View> void apply(View const& batch, std::uint64_t step) {
-    static_assert(std::remove_cvref_t<View>::rank == 4, "lepton: augmenter takes NCHW batches (batch, C, H, W)");
+    static_assert(std::remove_cvref_t<View>::rank == 4,
+                  "lepton: augmenter takes NCHW batches (batch, C, H, W)");
     using T = typename std::remove_cvref_t<View>::value_type;
     static_assert(std::is_same_v<T, float>, "lepton: augmenter works on float images");
     auto const s = batch.shape();
@@ -143,7 +145,8 @@ private:
 /// **Example**: `lepton::data::normalize_channels(ds.features(), {0.49f, 0.48f, 0.45f}, {0.25f, 0.24f, 0.26f});`
 template <class D>
 void normalize_channels(D& images, std::vector<float> const& mean, std::vector<float> const& stddev) {
-  static_assert(std::remove_cvref_t<D>::rank == 4, "lepton: normalize_channels takes NCHW images (n, C, H, W)");
+  static_assert(std::remove_cvref_t<D>::rank == 4,
+                "lepton: normalize_channels takes NCHW images (n, C, H, W)");
   auto const s = images.shape();
   if (mean.size() != s[1] || stddev.size() != s[1])
     throw shape_error("data::normalize_channels: statistics for " + std::to_string(mean.size()) + " / " +

@@ -65,14 +65,16 @@ struct cifar10_options {
 namespace detail {
 
 /// Checks a CIFAR-10 file's size; returns its number of records.
-inline std::size_t cifar10_records(std::filesystem::path const& p, std::uint64_t size, cifar10_options const& opt) {
+inline std::size_t cifar10_records(std::filesystem::path const& p, std::uint64_t size,
+                                   cifar10_options const& opt) {
   if (size == 0) throw_format(p, "empty file (a CIFAR-10 binary file holds 3073-byte records)");
   if (size % cifar10_record_bytes != 0)
-    throw_format(p, "size " + std::to_string(size) + " bytes is not a multiple of the 3073-byte CIFAR-10 record "
-                    "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary");
+    throw_format(p, "size " + std::to_string(size) +
+                        " bytes is not a multiple of the 3073-byte CIFAR-10 record "
+                        "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary");
   if (size > opt.max_bytes)
-    throw_format(p, "too large: " + std::to_string(size) + " bytes, more than cifar10_options::max_bytes = " +
-                        std::to_string(opt.max_bytes));
+    throw_format(p, "too large: " + std::to_string(size) +
+                        " bytes, more than cifar10_options::max_bytes = " + std::to_string(opt.max_bytes));
   return static_cast<std::size_t>(size / cifar10_record_bytes);
 }
 
@@ -95,8 +97,9 @@ inline void read_cifar10_records(std::filesystem::path const& p, std::size_t n, 
       unsigned char const* rec = buf.data() + r * cifar10_record_bytes;
       std::size_t const i = done + r;
       if (rec[0] > 9)
-        throw_format(p, "label " + std::to_string(rec[0]) + " of record " + std::to_string(i) + " (byte offset " +
-                            std::to_string(i * cifar10_record_bytes) + ") is outside 0..9");
+        throw_format(p, "label " + std::to_string(rec[0]) + " of record " + std::to_string(i) +
+                            " (byte offset " + std::to_string(i * cifar10_record_bytes) +
+                            ") is outside 0..9");
       y[row + i] = static_cast<std::int32_t>(rec[0]);
       float* dst = x + (row + i) * 3072;
       for (std::size_t c = 0; c < 3; ++c)
@@ -135,8 +138,8 @@ inline cifar10_dataset read_cifar10_files(std::span<std::filesystem::path const>
   std::array<float, 3> scale{}, shift{};
   for (std::size_t c = 0; c < 3; ++c) {
     if (options.normalize && !(sd[c] > 0.0f))
-      throw value_error("data::cifar10_options: stddev " + std::to_string(sd[c]) + " of channel " + std::to_string(c) +
-                        " must be positive");
+      throw value_error("data::cifar10_options: stddev " + std::to_string(sd[c]) + " of channel " +
+                        std::to_string(c) + " must be positive");
     scale[c] = options.normalize ? 1.0f / (255.0f * sd[c]) : 1.0f / 255.0f;
     shift[c] = options.normalize ? mean[c] / sd[c] : 0.0f;
   }
@@ -162,7 +165,8 @@ inline cifar10_dataset read_cifar10_files(std::span<std::filesystem::path const>
 
 /// @brief Loads one CIFAR-10 binary file (see read_cifar10_files).
 /// **Example**: `auto test = lepton::data::read_cifar10_file(dir / "test_batch.bin");`
-inline cifar10_dataset read_cifar10_file(std::filesystem::path const& file, cifar10_options const& options = {}) {
+inline cifar10_dataset read_cifar10_file(std::filesystem::path const& file,
+                                         cifar10_options const& options = {}) {
   std::filesystem::path const one[1] = {file};
   return read_cifar10_files(one, options);
 }
@@ -179,7 +183,8 @@ inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path co
   if (fs::is_directory(dir / "cifar-10-batches-bin", ec)) root = dir / "cifar-10-batches-bin";
   std::vector<fs::path> out;
   if (s == split::test) {
-    if (!fs::exists(root / "test_batch.bin", ec)) detail::throw_io(root, "no test_batch.bin (CIFAR-10 binary test split)");
+    if (!fs::exists(root / "test_batch.bin", ec))
+      detail::throw_io(root, "no test_batch.bin (CIFAR-10 binary test split)");
     out.push_back(root / "test_batch.bin");
     return out;
   }
@@ -204,7 +209,8 @@ inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path co
 /// auto train = lepton::data::cifar10("/data/cifar-10-batches-bin", lepton::data::split::train, {.normalize = true});
 /// // train.features(): (50000, 3, 32, 32), train.targets(): (50000)
 /// ```
-inline cifar10_dataset cifar10(std::filesystem::path const& dir, split s, cifar10_options const& options = {}) {
+inline cifar10_dataset cifar10(std::filesystem::path const& dir, split s,
+                               cifar10_options const& options = {}) {
   auto files = cifar10_files(dir, s);
   return read_cifar10_files(files, options);
 }

@@ -18,12 +18,15 @@
 namespace lepton::dist {
 
 /// @brief Copies a learning-rate scheduler's state (lr0, epoch, ...) from `root` to every rank.
-template <optim::stateful_scheduler Sched> void broadcast_scheduler_state(communicator const& c, Sched& s, int root = 0) {
+template <optim::stateful_scheduler Sched>
+void broadcast_scheduler_state(communicator const& c, Sched& s, int root = 0) {
   if (!c.distributed()) return;
   s.for_each_state([&](std::string_view, auto& v) {
     using V = std::remove_cvref_t<decltype(v)>;
-    if constexpr (std::is_floating_point_v<V>) v = static_cast<V>(broadcast_value<double>(c, double(v), root));
-    else v = static_cast<V>(broadcast_value<std::uint64_t>(c, static_cast<std::uint64_t>(v), root));
+    if constexpr (std::is_floating_point_v<V>)
+      v = static_cast<V>(broadcast_value<double>(c, double(v), root));
+    else
+      v = static_cast<V>(broadcast_value<std::uint64_t>(c, static_cast<std::uint64_t>(v), root));
   });
 }
 
@@ -48,13 +51,15 @@ inline void broadcast_train_state(communicator const& c, io::train_state& st, in
 template <class Model, optim::stateful_optimizer Opt>
 void save_checkpoint(communicator const& c, std::filesystem::path const& path, Model const& model, Opt& opt,
                      io::train_state const& state) {
-  on_root(c, [&] { io::save_checkpoint(path, model, opt, state); }, 0, "saving a checkpoint");
+  on_root(
+      c, [&] { io::save_checkpoint(path, model, opt, state); }, 0, "saving a checkpoint");
 }
 /// @brief save_checkpoint with a scheduler.
 template <class Model, optim::stateful_optimizer Opt, optim::stateful_scheduler Sched>
 void save_checkpoint(communicator const& c, std::filesystem::path const& path, Model const& model, Opt& opt,
                      io::train_state const& state, Sched& sched) {
-  on_root(c, [&] { io::save_checkpoint(path, model, opt, state, sched); }, 0, "saving a checkpoint");
+  on_root(
+      c, [&] { io::save_checkpoint(path, model, opt, state, sched); }, 0, "saving a checkpoint");
 }
 
 /// @brief Rank 0 reads a checkpoint (lepton::io::load_checkpoint, strong guarantee) and sends the
@@ -62,8 +67,10 @@ void save_checkpoint(communicator const& c, std::filesystem::path const& path, M
 ///        metadata) to every rank. Only rank 0 needs the file. If rank 0 fails every rank throws
 ///        and nothing changed anywhere.
 template <class Model, optim::stateful_optimizer Opt>
-void load_checkpoint(communicator const& c, std::filesystem::path const& path, Model& model, Opt& opt, io::train_state& state) {
-  on_root(c, [&] { io::load_checkpoint(path, model, opt, state); }, 0, "loading a checkpoint");
+void load_checkpoint(communicator const& c, std::filesystem::path const& path, Model& model, Opt& opt,
+                     io::train_state& state) {
+  on_root(
+      c, [&] { io::load_checkpoint(path, model, opt, state); }, 0, "loading a checkpoint");
   broadcast_parameters(c, model);
   broadcast_optimizer_state(c, opt);
   detail::broadcast_rng_layers(c, model, 0);
@@ -71,9 +78,10 @@ void load_checkpoint(communicator const& c, std::filesystem::path const& path, M
 }
 /// @brief load_checkpoint with a scheduler.
 template <class Model, optim::stateful_optimizer Opt, optim::stateful_scheduler Sched>
-void load_checkpoint(communicator const& c, std::filesystem::path const& path, Model& model, Opt& opt, io::train_state& state,
-                     Sched& sched) {
-  on_root(c, [&] { io::load_checkpoint(path, model, opt, state, sched); }, 0, "loading a checkpoint");
+void load_checkpoint(communicator const& c, std::filesystem::path const& path, Model& model, Opt& opt,
+                     io::train_state& state, Sched& sched) {
+  on_root(
+      c, [&] { io::load_checkpoint(path, model, opt, state, sched); }, 0, "loading a checkpoint");
   broadcast_parameters(c, model);
   broadcast_optimizer_state(c, opt);
   broadcast_scheduler_state(c, sched);

@@ -27,8 +27,8 @@ namespace lepton::dist {
 template <class T> void broadcast(communicator const& c, std::span<T> data, int root = 0) {
   if (!c.distributed() || data.empty()) return;
   MPI_Request req = MPI_REQUEST_NULL;
-  detail::check(MPI_Ibcast(data.data(), detail::mpi_count(data.size(), "broadcast"), detail::mpi_type<std::remove_cv_t<T>>(),
-                           root, c.get(), &req),
+  detail::check(MPI_Ibcast(data.data(), detail::mpi_count(data.size(), "broadcast"),
+                           detail::mpi_type<std::remove_cv_t<T>>(), root, c.get(), &req),
                 "MPI_Ibcast");
   detail::wait_one(c, req, "broadcast");
 }
@@ -57,7 +57,8 @@ template <class T> std::vector<T> all_gather(communicator const& c, std::span<T 
   }
   int const k = detail::mpi_count(values.size(), "all_gather");
   MPI_Request req = MPI_REQUEST_NULL;
-  detail::check(MPI_Iallgather(values.data(), k, detail::mpi_type<T>(), out.data(), k, detail::mpi_type<T>(), c.get(), &req),
+  detail::check(MPI_Iallgather(values.data(), k, detail::mpi_type<T>(), out.data(), k, detail::mpi_type<T>(),
+                               c.get(), &req),
                 "MPI_Iallgather");
   detail::wait_one(c, req, "all-gather");
   return out;
@@ -83,7 +84,8 @@ template <class T> T max_over_ranks(communicator const& c, T v) {
   if (!c.distributed()) return v;
   T out{};
   MPI_Request req = MPI_REQUEST_NULL;
-  detail::check(MPI_Iallreduce(&v, &out, 1, detail::mpi_type<T>(), MPI_MAX, c.get(), &req), "MPI_Iallreduce(max)");
+  detail::check(MPI_Iallreduce(&v, &out, 1, detail::mpi_type<T>(), MPI_MAX, c.get(), &req),
+                "MPI_Iallreduce(max)");
   detail::wait_one(c, req, "all-reduce (max)");
   return out;
 }
@@ -108,8 +110,8 @@ template <class Model> void broadcast_parameters(communicator const& c, Model& m
   nn::for_each_parameter(model, [&](std::string_view, auto& p) {
     using T = typename std::remove_cvref_t<decltype(p)>::value_type;
     reqs.push_back(MPI_REQUEST_NULL);
-    detail::check(MPI_Ibcast(p.value.data(), detail::mpi_count(p.value.size(), "broadcast_parameters"), detail::mpi_type<T>(),
-                             root, c.get(), &reqs.back()),
+    detail::check(MPI_Ibcast(p.value.data(), detail::mpi_count(p.value.size(), "broadcast_parameters"),
+                             detail::mpi_type<T>(), root, c.get(), &reqs.back()),
                   "MPI_Ibcast(parameters)");
   });
   detail::wait_all(c, reqs, "broadcast of the parameters");
@@ -117,7 +119,8 @@ template <class Model> void broadcast_parameters(communicator const& c, Model& m
 
 /// @brief Copies an optimizer's whole state (step count, learning rate and every state buffer:
 ///        moments, velocity, ...) from `root` to the other ranks, e.g. after rank 0 loaded a checkpoint.
-template <optim::stateful_optimizer Opt> void broadcast_optimizer_state(communicator const& c, Opt& opt, int root = 0) {
+template <optim::stateful_optimizer Opt>
+void broadcast_optimizer_state(communicator const& c, Opt& opt, int root = 0) {
   if (!c.distributed()) return;
   using T = typename Opt::value_type;
   std::uint64_t steps = broadcast_value<std::uint64_t>(c, opt.steps(), root);
@@ -127,8 +130,8 @@ template <optim::stateful_optimizer Opt> void broadcast_optimizer_state(communic
   std::vector<MPI_Request> reqs;
   opt.for_each_state([&](std::string_view, std::string_view, T* data, std::size_t size) {
     reqs.push_back(MPI_REQUEST_NULL);
-    detail::check(MPI_Ibcast(data, detail::mpi_count(size, "broadcast_optimizer_state"), detail::mpi_type<T>(), root, c.get(),
-                             &reqs.back()),
+    detail::check(MPI_Ibcast(data, detail::mpi_count(size, "broadcast_optimizer_state"),
+                             detail::mpi_type<T>(), root, c.get(), &reqs.back()),
                   "MPI_Ibcast(optimizer state)");
   });
   detail::wait_all(c, reqs, "broadcast of the optimizer state");
@@ -162,7 +165,8 @@ template <class Model> void check_parameters_synchronised(communicator const& c,
 ///        rethrows its exception and every other rank throws dist_error with root's message, so
 ///        that all ranks fail together and consistently. Use it for rank-0 checkpoints and files.
 /// **Example**: `lepton::dist::on_root(comm, [&] { lepton::io::save_model("model.safetensors", model); });`
-template <class F> void on_root(communicator const& c, F&& f, int root = 0, char const* what = "an action on the root rank") {
+template <class F>
+void on_root(communicator const& c, F&& f, int root = 0, char const* what = "an action on the root rank") {
   std::exception_ptr failure;
   std::string msg;
   if (c.rank() == root) {
@@ -183,7 +187,8 @@ template <class F> void on_root(communicator const& c, F&& f, int root = 0, char
       broadcast(c, std::span<char>(msg.data(), msg.size()), root);
       msg.pop_back();
       if (c.rank() != root)
-        throw dist_error("dist: " + std::string(what) + " failed on rank " + std::to_string(root) + ": " + msg);
+        throw dist_error("dist: " + std::string(what) + " failed on rank " + std::to_string(root) + ": " +
+                         msg);
     }
   }
   if (failure) std::rethrow_exception(failure);

@@ -52,7 +52,8 @@ inline void check(int rc, char const* what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
-  throw dist_error(std::string("dist: ") + what + " failed: " + (len ? std::string(msg, std::size_t(len)) : "MPI error " + std::to_string(rc)));
+  throw dist_error(std::string("dist: ") + what + " failed: " +
+                   (len ? std::string(msg, std::size_t(len)) : "MPI error " + std::to_string(rc)));
 }
 
 /// True between MPI_Init and MPI_Finalize.
@@ -92,25 +93,34 @@ inline std::chrono::milliseconds default_timeout() {
   if (char const* env = std::getenv("LEPTON_DIST_TIMEOUT")) {
     char* end = nullptr;
     double s = std::strtod(env, &end);
-    if (end != env && *end == '\0' && s >= 0 && s < 1e9) return std::chrono::milliseconds(static_cast<long long>(s * 1000));
+    if (end != env && *end == '\0' && s >= 0 && s < 1e9)
+      return std::chrono::milliseconds(static_cast<long long>(s * 1000));
   }
   return std::chrono::seconds(300);
 }
 
 template <class T> MPI_Datatype mpi_type() {
-  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
-  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
-  else if constexpr (std::is_same_v<T, std::int64_t>) return MPI_INT64_T;
-  else if constexpr (std::is_same_v<T, std::uint64_t>) return MPI_UINT64_T;
-  else if constexpr (std::is_same_v<T, int>) return MPI_INT;
-  else if constexpr (std::is_same_v<T, char>) return MPI_CHAR;
-  else static_assert(sizeof(T) == 0, "lepton::dist: no MPI datatype for this element type");
+  if constexpr (std::is_same_v<T, float>)
+    return MPI_FLOAT;
+  else if constexpr (std::is_same_v<T, double>)
+    return MPI_DOUBLE;
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return MPI_INT64_T;
+  else if constexpr (std::is_same_v<T, std::uint64_t>)
+    return MPI_UINT64_T;
+  else if constexpr (std::is_same_v<T, int>)
+    return MPI_INT;
+  else if constexpr (std::is_same_v<T, char>)
+    return MPI_CHAR;
+  else
+    static_assert(sizeof(T) == 0, "lepton::dist: no MPI datatype for this element type");
 }
 
 /// Element counts are `int` in MPI 3: larger buffers must be split by the caller.
 inline int mpi_count(std::size_t n, char const* what) {
   if (n > std::size_t(std::numeric_limits<int>::max()))
-    throw dist_error(std::string("dist: ") + what + ": " + std::to_string(n) + " elements exceed MPI's int count");
+    throw dist_error(std::string("dist: ") + what + ": " + std::to_string(n) +
+                     " elements exceed MPI's int count");
   return static_cast<int>(n);
 }
 
@@ -129,14 +139,16 @@ public:
   /// Duplicates `parent`. `timeout` bounds every wait (0 = wait forever; not recommended).
   explicit communicator(MPI_Comm parent, std::chrono::milliseconds timeout = detail::default_timeout())
       : m_timeout(timeout) {
-    if (!detail::mpi_active()) throw dist_error("dist::communicator: MPI is not initialised (make a dist::environment first)");
+    if (!detail::mpi_active())
+      throw dist_error("dist::communicator: MPI is not initialised (make a dist::environment first)");
     detail::check(MPI_Comm_dup(parent, &m_comm), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(m_comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m_comm, &m_rank);
     MPI_Comm_size(m_comm, &m_size);
   }
   communicator(communicator&& o) noexcept
-      : m_comm(std::exchange(o.m_comm, MPI_COMM_NULL)), m_rank(o.m_rank), m_size(o.m_size), m_timeout(o.m_timeout) {}
+      : m_comm(std::exchange(o.m_comm, MPI_COMM_NULL)), m_rank(o.m_rank), m_size(o.m_size),
+        m_timeout(o.m_timeout) {}
   communicator& operator=(communicator&& o) noexcept {
     std::swap(m_comm, o.m_comm);
     std::swap(m_rank, o.m_rank);
@@ -174,27 +186,37 @@ private:
 
 namespace detail {
 
-/// Waits for `reqs` to complete, polling so that a deadline can be enforced: spins briefly (a
-/// collective on a fast link completes in microseconds), then yields, then sleeps 50 us between
-/// polls so that a waiting rank leaves the CPU to a co-located rank. When `c.timeout()` passes it
-/// prints what it was waiting for and aborts the job.
+/// Waits for `reqs` to complete, polling (MPI progresses non-blocking collectives inside the
+/// test calls) so that a deadline can be enforced: spins for the first 200 polls (a collective on
+/// a fast link completes in microseconds), then yields the CPU between polls (a co-located rank or
+/// another process may need it: under oversubscription this is several times faster than
+/// spinning), and after 10 ms of waiting (a slow peer: evaluation, a checkpoint) sleeps 100 us
+/// between polls. When `c.timeout()` passes it prints what it was waiting for and aborts the job.
 inline void wait_all(communicator const& c, std::span<MPI_Request> reqs, char const* what) {
   if (reqs.empty()) return;
   using clock = std::chrono::steady_clock;
   auto const t0 = clock::now();
+  bool slow = false;
   for (std::size_t polls = 0;; ++polls) {
     int done = 0;
     int const rc = MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
     if (rc != MPI_SUCCESS) check(rc, what);
     if (done) return;
-    if (polls < 2000) continue;
-    if (polls < 20000) sched_yield();
-    else std::this_thread::sleep_for(std::chrono::microseconds(50));
-    if ((polls & 63) == 0 && c.timeout().count() > 0 && clock::now() - t0 > c.timeout()) {
-      abort_job(rank_tag() + ": " + what + " did not complete within " +
-                    std::to_string(double(c.timeout().count()) / 1000.0) +
-                    " s: another rank failed, exited early or is stuck; aborting the job",
-                3);
+    if (polls < 200) continue;
+    if (slow)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    else
+      sched_yield();
+    if ((polls & 15) == 0) {
+      auto const waited = clock::now() - t0;
+      slow = waited > std::chrono::milliseconds(10);
+      if (c.timeout().count() > 0 && waited > c.timeout()) {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%g", double(c.timeout().count()) / 1000.0);
+        abort_job(rank_tag() + ": " + what + " did not complete within " + secs +
+                      " s: another rank failed, exited early or is stuck; aborting the job",
+                  3);
+      }
     }
   }
 }
@@ -246,8 +268,9 @@ public:
 
   ~environment() {
     if (std::uncaught_exceptions() > m_uncaught)
-      detail::abort_job(detail::rank_tag() + ": leaving with an exception in flight (wrap the body in dist::run_or_abort "
-                                             "to see its message); aborting the job",
+      detail::abort_job(detail::rank_tag() +
+                            ": leaving with an exception in flight (wrap the body in dist::run_or_abort "
+                            "to see its message); aborting the job",
                         1);
     m_world.free();
     detail::world_ptr() = nullptr;
@@ -267,7 +290,8 @@ public:
   int local_size() const noexcept { return m_local_size; }
 
 private:
-  environment(int* argc, char*** argv, environment_options const& o) : m_uncaught(std::uncaught_exceptions()) {
+  environment(int* argc, char*** argv, environment_options const& o)
+      : m_uncaught(std::uncaught_exceptions()) {
     if (detail::world_ptr()) throw dist_error("dist::environment: there is already one");
     int fin = 0;
     MPI_Finalized(&fin);
@@ -280,7 +304,8 @@ private:
     } else {
       MPI_Query_thread(&m_provided);
     }
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (m_owns)
+      MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN); // an attached application keeps its own
     m_world = communicator(MPI_COMM_WORLD);
     detail::world_ptr() = &m_world;
     MPI_Comm local = MPI_COMM_NULL;

@@ -10,7 +10,8 @@
 /// batch (see docs/distributed.md for how exactly).
 ///
 /// Differences from train::fit, option by option: `batch` is the global batch (all ranks
-/// together); progress, `log_csv` and `log_jsonl` are written by rank 0 only; the statistics are
+/// together); progress, `log_csv` and `log_jsonl` are written by rank 0 only (`progress::automatic`
+/// means one line per epoch); the statistics are
 /// reduced over the ranks before anyone sees them, so `on_epoch`, early stopping and the result
 /// are the same on every rank; training stops when `on_epoch` returns false on any rank;
 /// `on_checkpoint` runs on rank 0 only and a failure there is raised on every rank.
@@ -51,8 +52,8 @@ struct fit_config {
 /// @brief Loss and accuracy of `model` on `data`, each rank evaluating its share (`batch` samples
 ///        per rank at a time) and the sums reduced: the same result on every rank.
 template <class Model, class Loss, class X, class Y>
-train::eval_result evaluate(communicator const& c, Model& model, Loss const& loss, data::dataset<X, Y> const& data,
-                            std::size_t batch = 256) {
+train::eval_result evaluate(communicator const& c, Model& model, Loss const& loss,
+                            data::dataset<X, Y> const& data, std::size_t batch = 256) {
   if (batch == 0) throw value_error("dist::evaluate: batch must be > 0");
   nn::set_training(model, false);
   struct restore {
@@ -60,13 +61,15 @@ train::eval_result evaluate(communicator const& c, Model& model, Loss const& los
     ~restore() { nn::set_training(m, true); }
   } guard{model};
   constexpr bool acc = std::is_integral_v<typename Y::value_type>;
-  shard_loader<X, Y> ld(data, {.batch = batch * std::size_t(c.size()), .shuffle = false, .seed = 0, .drop_last = false}, c);
+  shard_loader<X, Y> ld(
+      data, {.batch = batch * std::size_t(c.size()), .shuffle = false, .seed = 0, .drop_last = false}, c);
   double sums[3] = {0, 0, 0}; // loss * samples, samples, correct
   std::size_t correct = 0;
   for (auto sh : ld.epoch(0)) {
     std::size_t const b = sh.size();
     if (b == 0) continue;
-    sums[0] += static_cast<double>(lepton::value(loss(model(sh.x), sh.y), acc ? &correct : nullptr)) * double(b);
+    sums[0] +=
+        static_cast<double>(lepton::value(loss(model(sh.x), sh.y), acc ? &correct : nullptr)) * double(b);
     sums[1] += double(b);
   }
   sums[2] = double(correct);
@@ -92,16 +95,18 @@ train::eval_result evaluate(communicator const& c, Model& model, Loss const& los
 ///                               {.epochs = 5, .batch = 128, .seed = 1});
 /// ```
 template <class Model, optim::optimizer Opt, class Loss, class X, class Y>
-train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train,
-                      data::dataset<X, Y> const* val, train::fit_options const& o, fit_config const& cfg = {}) {
+train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const& loss,
+                      data::dataset<X, Y> const& train, data::dataset<X, Y> const* val,
+                      train::fit_options const& o, fit_config const& cfg = {}) {
   using T = typename Opt::value_type;
   if (o.batch == 0) throw value_error("dist::fit: batch must be > 0");
   if (train.size() == 0) throw value_error("dist::fit: the training set is empty");
   {
     std::uint64_t const mine = train.size(), root = broadcast_value<std::uint64_t>(c, mine);
     if (!all_ranks(c, mine == root))
-      throw dist_error("dist::fit: the ranks hold training sets of different sizes (rank " + std::to_string(c.rank()) + ": " +
-                       std::to_string(mine) + ", rank 0: " + std::to_string(root) + ")");
+      throw dist_error("dist::fit: the ranks hold training sets of different sizes (rank " +
+                       std::to_string(c.rank()) + ": " + std::to_string(mine) +
+                       ", rank 0: " + std::to_string(root) + ")");
   }
   constexpr bool acc = std::is_integral_v<typename Y::value_type>;
   bool const root = c.is_root();
@@ -115,8 +120,10 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
     jsonl.open(o.log_jsonl, std::ios::trunc);
     if (!jsonl) throw io_error(o.log_jsonl + ": cannot open the JSONL log for writing");
   }
+  // Under mpirun the ranks' output goes through the launcher (often a pseudo-terminal even when
+  // mpirun's own output is a file), so `automatic` means one line per epoch here.
   train::progress mode = root ? o.display : train::progress::none;
-  if (mode == train::progress::automatic) mode = train::detail::is_tty(o.out) ? train::progress::bar : train::progress::lines;
+  if (mode == train::progress::automatic) mode = train::progress::lines;
   std::ostream& out = root ? *o.out : null_stream();
 
   nn::set_training(model, true);
@@ -124,7 +131,8 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
   reducer_options ro = cfg.reduce;
   ro.extra = std::max<std::size_t>(ro.extra, 1);
   grad_reducer<T> red(c, model, ro);
-  shard_loader<X, Y> ld(train, {.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last}, c);
+  shard_loader<X, Y> ld(
+      train, {.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last}, c);
   train::fit_result result;
   double best = std::numeric_limits<double>::infinity();
   std::size_t bad_epochs = 0;
@@ -145,9 +153,9 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
       red.reduce(sh.weight(), std::span<T>(extra));
       double const gl = static_cast<double>(extra[0]); // the global batch's mean loss, on every rank
       if (!std::isfinite(gl) && o.stop_on_nonfinite)
-        throw numeric_error("dist::fit: non-finite loss (" + train::detail::fmt(gl) + ") at epoch " + std::to_string(e + 1) +
-                            ", batch " + std::to_string(batch_index + 1) + " (this rank's shard: " +
-                            (std::isfinite(double(l)) ? "finite" : "non-finite") +
+        throw numeric_error("dist::fit: non-finite loss (" + train::detail::fmt(gl) + ") at epoch " +
+                            std::to_string(e + 1) + ", batch " + std::to_string(batch_index + 1) +
+                            " (this rank's shard: " + (std::isfinite(double(l)) ? "finite" : "non-finite") +
                             "); lower the learning rate or check the data");
       opt.step();
       total += double(l) * double(b);
@@ -178,7 +186,9 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
     if (acc && sums[1] > 0) st.train_accuracy = sums[2] / sums[1];
     st.samples_per_s = st.seconds > 0 ? sums[1] / st.seconds : 0;
     if (val) {
-      auto vr = evaluate(c, model, loss, *val, std::max<std::size_t>((o.batch + std::size_t(c.size()) - 1) / std::size_t(c.size()), 256));
+      auto vr =
+          evaluate(c, model, loss, *val,
+                   std::max<std::size_t>((o.batch + std::size_t(c.size()) - 1) / std::size_t(c.size()), 256));
       st.val_loss = vr.loss;
       st.val_accuracy = vr.accuracy;
     }
@@ -190,13 +200,14 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
       if (val)
         out << "  val_loss " << train::detail::fmt(st.val_loss)
             << (acc ? "  val_acc " + train::detail::fmt(st.val_accuracy) : "");
-      out << "  " << train::detail::fmt(st.seconds, 2) << " s  " << std::size_t(st.samples_per_s) << " samples/s  ("
-          << c.size() << " ranks)" << std::endl;
+      out << "  " << train::detail::fmt(st.seconds, 2) << " s  " << std::size_t(st.samples_per_s)
+          << " samples/s  (" << c.size() << " ranks)" << std::endl;
     }
     if (csv) {
-      csv << st.epoch << ',' << train::detail::json_num(st.train_loss) << ',' << train::detail::json_num(st.train_accuracy)
-          << ',' << train::detail::json_num(st.val_loss) << ',' << train::detail::json_num(st.val_accuracy) << ','
-          << st.seconds << ',' << st.samples_per_s << ',' << st.lr << '\n'
+      csv << st.epoch << ',' << train::detail::json_num(st.train_loss) << ','
+          << train::detail::json_num(st.train_accuracy) << ',' << train::detail::json_num(st.val_loss) << ','
+          << train::detail::json_num(st.val_accuracy) << ',' << st.seconds << ',' << st.samples_per_s << ','
+          << st.lr << '\n'
           << std::flush;
     }
     if (jsonl) {
@@ -210,7 +221,9 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
             << std::flush;
     }
     bool const go_on = all_ranks(c, !o.on_epoch || o.on_epoch(st));
-    if (o.on_checkpoint) on_root(c, [&] { o.on_checkpoint(st); }, 0, "on_checkpoint");
+    if (o.on_checkpoint)
+      on_root(
+          c, [&] { o.on_checkpoint(st); }, 0, "on_checkpoint");
     if (cfg.check_synchronised) check_parameters_synchronised(c, model);
     if (!go_on) break;
     if (o.early_stop) {
@@ -229,14 +242,16 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
 
 /// @brief dist::fit without validation data.
 template <class Model, optim::optimizer Opt, class Loss, class X, class Y>
-train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train,
-                      train::fit_options const& o, fit_config const& cfg = {}) {
+train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const& loss,
+                      data::dataset<X, Y> const& train, train::fit_options const& o,
+                      fit_config const& cfg = {}) {
   return fit(c, model, opt, loss, train, static_cast<data::dataset<X, Y> const*>(nullptr), o, cfg);
 }
 /// @brief dist::fit with validation data.
 template <class Model, optim::optimizer Opt, class Loss, class X, class Y>
-train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train,
-                      data::dataset<X, Y> const& val, train::fit_options const& o, fit_config const& cfg = {}) {
+train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const& loss,
+                      data::dataset<X, Y> const& train, data::dataset<X, Y> const& val,
+                      train::fit_options const& o, fit_config const& cfg = {}) {
   return fit(c, model, opt, loss, train, &val, o, cfg);
 }
 

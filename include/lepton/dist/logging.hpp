@@ -31,7 +31,9 @@ inline std::ostream& null_stream() {
 
 /// @brief `os` on the root rank, a discarding stream elsewhere.
 /// **Example**: `lepton::dist::log(comm) << "epoch " << e << " done\n";`
-inline std::ostream& log(communicator const& c, std::ostream& os = std::cout) { return c.is_root() ? os : null_stream(); }
+inline std::ostream& log(communicator const& c, std::ostream& os = std::cout) {
+  return c.is_root() ? os : null_stream();
+}
 
 /// @brief Wraps `f` so that calling the wrapper on every rank runs `f` on the root only, and a
 ///        failure there makes every rank throw (see on_root). E.g. a lepton::io::checkpointer
@@ -39,7 +41,8 @@ inline std::ostream& log(communicator const& c, std::ostream& os = std::cout) { 
 /// **Example**: `auto save = lepton::dist::rank0_only(comm, lepton::io::checkpointer(model, opt, {.dir = "ckpt"}));`
 template <class F> auto rank0_only(communicator const& c, F f) {
   return [&c, f = std::move(f)](auto const&... args) mutable {
-    on_root(c, [&] { f(args...); }, 0, "a rank-0 callback");
+    on_root(
+        c, [&] { f(args...); }, 0, "a rank-0 callback");
   };
 }
 

@@ -71,8 +71,8 @@ public:
 
   /// Collects the model's parameters (allocating gradients that do not exist yet, like the
   /// optimizers do; either may be made first). The model and `c` must outlive the reducer.
-  template <class Model>
-  grad_reducer(communicator const& c, Model& model, reducer_options const& o = {}) : m_comm(&c), m_opt(o) {
+  template <class Model> grad_reducer(communicator const& c, Model& model, reducer_options const& o = {})
+      : m_comm(&c), m_opt(o) {
     nn::for_each_parameter(model, [&](std::string_view, auto& p) {
       using P = std::remove_cvref_t<decltype(p)>;
       static_assert(std::is_same_v<typename P::value_type, T>,
@@ -105,8 +105,9 @@ public:
   /// extras, and with the same parameters frozen.
   void reduce(double weight, std::span<T> extra = {}) {
     if (extra.size() > m_opt.extra)
-      throw value_error("dist::grad_reducer::reduce: " + std::to_string(extra.size()) + " extra values, room for " +
-                        std::to_string(m_opt.extra) + " (reducer_options::extra)");
+      throw value_error("dist::grad_reducer::reduce: " + std::to_string(extra.size()) +
+                        " extra values, room for " + std::to_string(m_opt.extra) +
+                        " (reducer_options::extra)");
     T const w = static_cast<T>(weight);
     if (!m_comm->distributed()) {
       if (weight != 1.0)
@@ -117,8 +118,10 @@ public:
     std::size_t len = extra.size();
     for (auto& s : m_slots)
       if (!*s.frozen) len += s.size;
-    if (m_opt.mode == reduction::ordered) reduce_ordered(w, extra, len);
-    else reduce_allreduce(w, extra, len);
+    if (m_opt.mode == reduction::ordered)
+      reduce_ordered(w, extra, len);
+    else
+      reduce_allreduce(w, extra, len);
   }
 
   /// Scalars in the fused buffer (all parameters, frozen or not).
@@ -135,12 +138,14 @@ private:
   };
 
   std::size_t bucket_elems() const noexcept {
-    if (m_opt.mode != reduction::allreduce || m_opt.bucket_bytes == 0) return std::max<std::size_t>(1, m_total + m_opt.extra);
+    if (m_opt.mode != reduction::allreduce || m_opt.bucket_bytes == 0)
+      return std::max<std::size_t>(1, m_total + m_opt.extra);
     return std::max<std::size_t>(1, m_opt.bucket_bytes / sizeof(T));
   }
 
   static void scale_copy(T const* src, std::size_t n, T w, T* dst) noexcept {
-    if (w == T(0)) std::fill_n(dst, n, T(0));
+    if (w == T(0))
+      std::fill_n(dst, n, T(0));
     else if (w == T(1)) {
       if (src != dst) std::copy_n(src, n, dst);
     } else
@@ -162,16 +167,20 @@ private:
         continue;
       }
       std::size_t const n = std::min(s.size - cur.offset, to - cur.pos);
-      if constexpr (Pack) scale_copy(s.grad + cur.offset, n, w, buf + cur.pos);
-      else std::copy_n(buf + cur.pos, n, s.grad + cur.offset);
+      if constexpr (Pack)
+        scale_copy(s.grad + cur.offset, n, w, buf + cur.pos);
+      else
+        std::copy_n(buf + cur.pos, n, s.grad + cur.offset);
       cur.offset += n;
       cur.pos += n;
     }
     if (cur.pos < to && cur.slot >= m_slots.size()) { // the extras follow the gradients
       std::size_t const first = cur.pos - m_grad_len;
       std::size_t const n = to - cur.pos;
-      if constexpr (Pack) std::copy_n(extra.data() + first, n, buf + cur.pos);
-      else std::copy_n(buf + cur.pos, n, extra.data() + first);
+      if constexpr (Pack)
+        std::copy_n(extra.data() + first, n, buf + cur.pos);
+      else
+        std::copy_n(buf + cur.pos, n, extra.data() + first);
       cur.pos = to;
     }
   }
@@ -185,7 +194,8 @@ private:
     for (std::size_t b = 0; b < nb; ++b) {
       std::size_t const lo = b * per, hi = std::min(len, lo + per);
       transfer<true>(pack, hi, w, extra);
-      detail::check(MPI_Iallreduce(MPI_IN_PLACE, m_buf.data() + lo, int(hi - lo), type, MPI_SUM, m_comm->get(), &m_reqs[b]),
+      detail::check(MPI_Iallreduce(MPI_IN_PLACE, m_buf.data() + lo, int(hi - lo), type, MPI_SUM,
+                                   m_comm->get(), &m_reqs[b]),
                     "MPI_Iallreduce(gradients)");
       if (b > 0) { // let MPI progress the buckets in flight while we pack the next one
         int done = 0;
@@ -206,7 +216,8 @@ private:
     transfer<true>(pack, len, w, extra);
     std::fill(m_buf.data() + len, m_buf.data() + chunk * n, T(0));
     MPI_Datatype const type = detail::mpi_type<T>();
-    detail::check(MPI_Ialltoall(m_buf.data(), int(chunk), type, m_recv.data(), int(chunk), type, m_comm->get(), &m_reqs[0]),
+    detail::check(MPI_Ialltoall(m_buf.data(), int(chunk), type, m_recv.data(), int(chunk), type,
+                                m_comm->get(), &m_reqs[0]),
                   "MPI_Ialltoall(gradients)");
     detail::wait_one(*m_comm, m_reqs[0], "gradient reduce-scatter (ordered)");
     T* mine = m_buf.data() + r * chunk;
@@ -216,7 +227,8 @@ private:
       T const* part = in + q * chunk;
       for (std::size_t i = 0; i < chunk; ++i) mine[i] += part[i];
     }
-    detail::check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, m_buf.data(), int(chunk), type, m_comm->get(), &m_reqs[1]),
+    detail::check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, m_buf.data(), int(chunk), type,
+                                 m_comm->get(), &m_reqs[1]),
                   "MPI_Iallgather(gradients)");
     detail::wait_one(*m_comm, m_reqs[1], "gradient all-gather (ordered)");
     transfer<false>(unpack, len, w, extra);

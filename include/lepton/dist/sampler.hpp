@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <numeric>
 #include <span>
 #include <string>
@@ -39,8 +40,8 @@ struct shard_options {
 /// @brief A rank's piece of one global batch: views of the loader's buffers (valid until the next
 ///        batch), the size of the whole global batch and this rank's share of it.
 template <data::sample_tensor X, data::sample_tensor Y> struct shard_batch {
-  typename X::view_type x; ///< (b, F...), b may be 0 at the end of an epoch with N > batch
-  typename Y::view_type y; ///< (b, ...)
+  typename X::view_type x;     ///< (b, F...), b may be 0 at the end of an epoch with N > batch
+  typename Y::view_type y;     ///< (b, ...)
   std::size_t global_size = 0; ///< samples in the global batch (all ranks)
   /// Samples on this rank.
   std::size_t size() const noexcept { return x.shape()[0]; }
@@ -140,8 +141,10 @@ public:
                         std::to_string(batches_per_epoch()) + " batches");
     auto [lo, hi, gb] = shard_range(k);
     std::span<std::size_t const> idx = std::span<std::size_t const>(m_order).subspan(lo, hi - lo);
-    data::detail::gather_rows(m_data->features().data(), data::detail::row_elems(m_x.shape()), idx, m_x.data());
-    data::detail::gather_rows(m_data->targets().data(), data::detail::row_elems(m_y.shape()), idx, m_y.data());
+    data::detail::gather_rows(m_data->features().data(), data::detail::row_elems(m_x.shape()), idx,
+                              m_x.data());
+    data::detail::gather_rows(m_data->targets().data(), data::detail::row_elems(m_y.shape()), idx,
+                              m_y.data());
     return {m_x.rows(0, hi - lo), m_y.rows(0, hi - lo), gb};
   }
 

@@ -41,12 +41,15 @@ template <class T> std::size_t first_nonfinite(T const* p, std::size_t n) {
   return n;
 }
 
-[[noreturn]] inline void throw_anomaly(char const* pass, std::string const& what, bool nan, std::size_t i, std::size_t n) {
+[[noreturn]] inline void throw_anomaly(char const* pass, std::string const& what, bool nan, std::size_t i,
+                                       std::size_t n) {
   throw numeric_error(std::string("anomaly detected in the ") + pass + " pass: " + what + " produced " +
-                      (nan ? "NaN" : "an infinity") + " at element " + std::to_string(i) + " of " + std::to_string(n));
+                      (nan ? "NaN" : "an infinity") + " at element " + std::to_string(i) + " of " +
+                      std::to_string(n));
 }
 
-template <class T> void check_finite(T const* p, std::size_t n, char const* pass, std::string const& (*what)()) {
+template <class T>
+void check_finite(T const* p, std::size_t n, char const* pass, std::string const& (*what)()) {
   std::size_t i = first_nonfinite(p, n);
   if (i < n) throw_anomaly(pass, what(), std::isnan(static_cast<double>(p[i])), i, n);
 }

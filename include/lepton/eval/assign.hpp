@@ -11,8 +11,8 @@ namespace detail {
 
 template <class D, std::size_t R> void check_shape_of(shape_t<R> const& s) {
   if (!matches(typename D::static_dims{}, s))
-    throw shape_error("assignment: the expression's shape " + to_string(s) + " does not fit the destination's " +
-                      to_string(typename D::static_dims{}));
+    throw shape_error("assignment: the expression's shape " + to_string(s) +
+                      " does not fit the destination's " + to_string(typename D::static_dims{}));
 }
 
 template <class Dst, class E> void assign_expression(Dst& dst, E const& e) {
@@ -31,7 +31,8 @@ template <class Dst, class E> void assign_expression(Dst& dst, E const& e) {
   check_shape_of<D>(s);
   std::size_t const n = shape_size(s);
   bool same_shape = true;
-  if constexpr (requires { dst.resize(s); }) same_shape = dst.shape() == s;
+  if constexpr (requires { dst.resize(s); })
+    same_shape = dst.shape() == s;
   else if (dst.shape() != s)
     throw shape_error("assignment to a view: the view has shape " + to_string(dst.shape()) +
                       ", the expression has shape " + to_string(s));
@@ -64,7 +65,8 @@ template <operand E> auto eval(E&& e) {
 /// **Example**: `double total = lepton::value(lepton::sum(x * x));`
 template <operand E> auto value(E&& e, std::size_t* correct = nullptr) {
   using X = detail::expr_of<E>;
-  static_assert(X::rank == 0, "lepton: value() needs a rank-0 (scalar) expression; reduce it with sum or mean");
+  static_assert(X::rank == 0,
+                "lepton: value() needs a rank-0 (scalar) expression; reduce it with sum or mean");
   using T = typename X::value_type;
   detail::fp_scope fp;
   detail::arena& mem = detail::thread_arena();

@@ -67,7 +67,8 @@ template <class T, std::size_t R> struct view_ev {
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
     return m_scalar ? splat<V>(ptr[0]) : load<V>(ptr + i);
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     std::ptrdiff_t off = 0;
     for (std::size_t d = 0; d + 1 < RB; ++d) off += static_cast<std::ptrdiff_t>(idx[d]) * m_st[d];
     return m_inner ? load<V>(ptr + off + c) : splat<V>(ptr[off]);
@@ -98,7 +99,8 @@ template <class T> struct scalar_ev {
 };
 
 /// Unravels a linear row number into the outer index of a shape (all dimensions but the last).
-template <std::size_t R> LEPTON_ALWAYS_INLINE void unravel_row(std::size_t row, shape_t<R> const& s, std::size_t* idx) {
+template <std::size_t R>
+LEPTON_ALWAYS_INLINE void unravel_row(std::size_t row, shape_t<R> const& s, std::size_t* idx) {
   for (std::size_t d = R - 1; d-- > 0;) {
     idx[d] = row % s[d];
     row /= s[d];
@@ -106,7 +108,8 @@ template <std::size_t R> LEPTON_ALWAYS_INLINE void unravel_row(std::size_t row, 
 }
 
 /// dst (contiguous, shape s) = ev, or += ev when `add`. `ev` must be bound to s.
-template <class T, std::size_t R, class Ev> void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
+template <class T, std::size_t R, class Ev>
+void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
   using V = simd_t<T>;
   constexpr std::size_t W = lanes_v<V>;
   std::size_t const n = shape_size(s);
@@ -136,7 +139,8 @@ template <class T, std::size_t R, class Ev> void run_assign(T* dst, Ev const& ev
   if constexpr (R > 0) {
     std::size_t const inner = s[R - 1];
     std::size_t const rows = n / inner;
-    parallel_range(rows, std::max<std::size_t>(1, parallel_grain / inner), [&](std::size_t rb, std::size_t re) {
+    parallel_range(rows, std::max<std::size_t>(1, parallel_grain / inner),
+                   [&](std::size_t rb, std::size_t re) {
       std::size_t idx[R > 1 ? R - 1 : 1] = {};
       for (std::size_t r = rb; r < re; ++r) {
         unravel_row<R>(r, s, idx);
@@ -157,9 +161,9 @@ template <class T, std::size_t R, class Ev> void run_assign(T* dst, Ev const& ev
 
 /// dst[i, j0..j1) = ev over rows [i0, i1) of a 2-D iteration space with row stride ld.
 /// Used as a GEMM epilogue while the block is hot in cache.
-template <class T, class Ev>
-LEPTON_ALWAYS_INLINE void run_block(T* dst, std::size_t ld, Ev const& ev, std::size_t i0, std::size_t i1,
-                                    std::size_t j0, std::size_t j1) {
+template <class T, class Ev> LEPTON_ALWAYS_INLINE void run_block(T* dst, std::size_t ld, Ev const& ev,
+                                                                 std::size_t i0, std::size_t i1,
+                                                                 std::size_t j0, std::size_t j1) {
   using V = simd_t<T>;
   constexpr std::size_t W = lanes_v<V>;
   for (std::size_t i = i0; i < i1; ++i) {
@@ -219,7 +223,8 @@ T reduce_row(Ev const& ev, std::size_t const* idx, std::size_t inner) {
 }
 
 /// Reduction of every element. Deterministic: the chunking does not depend on the thread count.
-template <class T, class Red, std::size_t R, class Ev> T reduce_all(eval_context& ctx, Ev const& ev, shape_t<R> const& s) {
+template <class T, class Red, std::size_t R, class Ev>
+T reduce_all(eval_context& ctx, Ev const& ev, shape_t<R> const& s) {
   std::size_t const n = shape_size(s);
   if (n == 0) return Red::template identity<T>();
   constexpr std::size_t chunk = 1 << 16;
@@ -284,7 +289,8 @@ void reduce_axis(Ev const& ev, shape_t<R> const& s, std::size_t axis, T* out) {
   constexpr std::size_t W = lanes_v<V>;
   std::size_t const last = s[R - 1];
   std::size_t const inner_rows = inner / last; // rows of the last dimension per output block
-  parallel_range(outer, std::max<std::size_t>(1, parallel_grain / (len * inner)), [&](std::size_t b, std::size_t e) {
+  parallel_range(outer, std::max<std::size_t>(1, parallel_grain / (len * inner)),
+                 [&](std::size_t b, std::size_t e) {
     std::size_t idx[R > 1 ? R - 1 : 1] = {};
     for (std::size_t o = b; o < e; ++o) {
       T* orow = out + o * inner;

@@ -58,7 +58,8 @@ template <class T, class Ev> void materialise_into_impl(eval_context& ctx, Ev& e
 
 /// Anomaly mode: within a fused group that produced a non-finite value, the innermost node whose
 /// own values are non-finite while its children's are finite (children first, depth first).
-template <class Ev, std::size_t R> bool locate_nonfinite(Ev const& ev, shape_t<R> const& s, std::string& where) {
+template <class Ev, std::size_t R>
+bool locate_nonfinite(Ev const& ev, shape_t<R> const& s, std::string& where) {
   using T = typename Ev::value_type;
   bool found = false;
   auto child = [&](auto const& c) {
@@ -131,7 +132,8 @@ template <> struct describe<gradient_tag> {
 };
 
 /// A gradient loadable over shape s as a contiguous buffer (no copy if it already is one).
-template <class T, std::size_t R, class G> view_ev<T, R> grad_value(eval_context& ctx, G& g, shape_t<R> const& s) {
+template <class T, std::size_t R, class G>
+view_ev<T, R> grad_value(eval_context& ctx, G& g, shape_t<R> const& s) {
   if constexpr (is_view_v<G>) {
     if (g.size() == shape_size(s) && g.shape() == s) return view_ev<T, R>(g.ptr, s);
   }
@@ -151,48 +153,49 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
     auto gv = grad_value<T>(ctx, g, s);
     return reduce_to_shape<T>(ctx, gv, s, cs);
   } else {
-  T* out = ctx.alloc<T>(shape_size(cs));
-  if (shape_size(cs) == 1) {
-    g.bind(s);
-    out[0] = reduce_all<T, sum_reducer>(ctx, g, s);
-    return view_ev<T, RC>(out, cs);
-  }
-  if constexpr (R == 0) {
-    return view_ev<T, RC>(out, cs); // unreachable: a rank-0 gradient has size 1
-  } else {
-  // Reduce one broadcast axis at a time; after each step the buffer has that axis = 1.
-  shape_t<R> cur = s;
-  bool first = true;
-  view_ev<T, R> prev;
-  for (std::size_t d = 0; d < R; ++d) {
-    std::size_t cd = d < R - RC ? 1 : cs[d - (R - RC)];
-    if (cd != 1 || cur[d] == 1) continue;
-    shape_t<R> next = cur;
-    next[d] = 1;
-    T* buf = ctx.alloc<T>(shape_size(next));
-    if (first) {
-      g.bind(cur);
-      reduce_axis<T, sum_reducer>(g, cur, d, buf);
-      first = false;
-    } else {
-      prev.bind(cur);
-      reduce_axis<T, sum_reducer>(prev, cur, d, buf);
+    T* out = ctx.alloc<T>(shape_size(cs));
+    if (shape_size(cs) == 1) {
+      g.bind(s);
+      out[0] = reduce_all<T, sum_reducer>(ctx, g, s);
+      return view_ev<T, RC>(out, cs);
     }
-    prev = view_ev<T, R>(buf, next);
-    cur = next;
-  }
-  if (first) { // nothing was broadcast (only size-1 dims): plain copy
-    g.bind(s);
-    run_assign(out, g, s, false);
-    return view_ev<T, RC>(out, cs);
-  }
-  return view_ev<T, RC>(prev.ptr, cs);
-  }
+    if constexpr (R == 0) {
+      return view_ev<T, RC>(out, cs); // unreachable: a rank-0 gradient has size 1
+    } else {
+      // Reduce one broadcast axis at a time; after each step the buffer has that axis = 1.
+      shape_t<R> cur = s;
+      bool first = true;
+      view_ev<T, R> prev;
+      for (std::size_t d = 0; d < R; ++d) {
+        std::size_t cd = d < R - RC ? 1 : cs[d - (R - RC)];
+        if (cd != 1 || cur[d] == 1) continue;
+        shape_t<R> next = cur;
+        next[d] = 1;
+        T* buf = ctx.alloc<T>(shape_size(next));
+        if (first) {
+          g.bind(cur);
+          reduce_axis<T, sum_reducer>(g, cur, d, buf);
+          first = false;
+        } else {
+          prev.bind(cur);
+          reduce_axis<T, sum_reducer>(prev, cur, d, buf);
+        }
+        prev = view_ev<T, R>(buf, next);
+        cur = next;
+      }
+      if (first) { // nothing was broadcast (only size-1 dims): plain copy
+        g.bind(s);
+        run_assign(out, g, s, false);
+        return view_ev<T, RC>(out, cs);
+      }
+      return view_ev<T, RC>(prev.ptr, cs);
+    }
   }
 }
 
 /// Hands gradient `g` (over shape s) to `child`, reducing over broadcast dimensions if needed.
-template <class Child, class G, std::size_t R> void push_grad(eval_context& ctx, Child& child, G& g, shape_t<R> const& s) {
+template <class Child, class G, std::size_t R>
+void push_grad(eval_context& ctx, Child& child, G& g, shape_t<R> const& s) {
   using T = typename Child::value_type;
   constexpr std::size_t RC = Child::rank;
   auto cs = child.shape();

@@ -41,16 +41,21 @@ template <class V> inline constexpr std::size_t lanes_v = lanes<V>::value;
 template <class V> inline constexpr bool is_scalar_v = std::is_arithmetic_v<V>;
 
 template <class V, class T> LEPTON_ALWAYS_INLINE V load(T const* p) {
-  if constexpr (is_scalar_v<V>) return *p;
-  else return V::load_unaligned(p);
+  if constexpr (is_scalar_v<V>)
+    return *p;
+  else
+    return V::load_unaligned(p);
 }
 template <class V, class T> LEPTON_ALWAYS_INLINE void store(T* p, V v) {
-  if constexpr (is_scalar_v<V>) *p = v;
-  else v.store_unaligned(p);
+  if constexpr (is_scalar_v<V>)
+    *p = v;
+  else
+    v.store_unaligned(p);
 }
 /// Whether stream_store has a non-temporal path for V (a full-width float/double batch).
 template <class V> constexpr bool has_stream_store() {
-  if constexpr (is_scalar_v<V>) return false;
+  if constexpr (is_scalar_v<V>)
+    return false;
   else {
     using T = typename V::value_type;
     constexpr std::size_t bytes = sizeof(T) * V::size;
@@ -75,22 +80,28 @@ template <class V, class T> LEPTON_ALWAYS_INLINE void stream_store(T* p, V v) {
   constexpr std::size_t bytes = sizeof(T) * V::size;
 #if defined(__AVX512F__)
   if constexpr (bytes == 64) {
-    if constexpr (std::is_same_v<T, float>) _mm512_stream_ps(p, v);
-    else _mm512_stream_pd(p, v);
+    if constexpr (std::is_same_v<T, float>)
+      _mm512_stream_ps(p, v);
+    else
+      _mm512_stream_pd(p, v);
     return;
   }
 #endif
 #if defined(__AVX__)
   if constexpr (bytes == 32) {
-    if constexpr (std::is_same_v<T, float>) _mm256_stream_ps(p, v);
-    else _mm256_stream_pd(p, v);
+    if constexpr (std::is_same_v<T, float>)
+      _mm256_stream_ps(p, v);
+    else
+      _mm256_stream_pd(p, v);
     return;
   }
 #endif
 #if defined(__SSE2__)
   if constexpr (bytes == 16) {
-    if constexpr (std::is_same_v<T, float>) _mm_stream_ps(p, v);
-    else _mm_stream_pd(p, v);
+    if constexpr (std::is_same_v<T, float>)
+      _mm_stream_ps(p, v);
+    else
+      _mm_stream_pd(p, v);
     return;
   }
 #endif
@@ -103,16 +114,20 @@ inline void stream_fence() {
 }
 
 template <class V, class T> LEPTON_ALWAYS_INLINE V splat(T v) {
-  if constexpr (is_scalar_v<V>) return static_cast<V>(v);
-  else return V(v);
+  if constexpr (is_scalar_v<V>)
+    return static_cast<V>(v);
+  else
+    return V(v);
 }
 
 /// Elementwise math over scalars and batches, one spelling for both.
 namespace m {
-#define LEPTON_MATH_UNARY(name)                                                                            \
-  template <class V> LEPTON_ALWAYS_INLINE V name(V x) {                                                    \
-    if constexpr (is_scalar_v<V>) return std::name(x);                                                     \
-    else return xsimd::name(x);                                                                            \
+#define LEPTON_MATH_UNARY(name)                                                                              \
+  template <class V> LEPTON_ALWAYS_INLINE V name(V x) {                                                      \
+    if constexpr (is_scalar_v<V>)                                                                            \
+      return std::name(x);                                                                                   \
+    else                                                                                                     \
+      return xsimd::name(x);                                                                                 \
   }
 LEPTON_MATH_UNARY(exp)
 LEPTON_MATH_UNARY(log)
@@ -125,37 +140,48 @@ LEPTON_MATH_UNARY(erf)
 #undef LEPTON_MATH_UNARY
 
 template <class V> LEPTON_ALWAYS_INLINE V pow(V x, V y) {
-  if constexpr (is_scalar_v<V>) return std::pow(x, y);
-  else return xsimd::pow(x, y);
+  if constexpr (is_scalar_v<V>)
+    return std::pow(x, y);
+  else
+    return xsimd::pow(x, y);
 }
 template <class V> LEPTON_ALWAYS_INLINE V max(V a, V b) {
-  if constexpr (is_scalar_v<V>) return a < b ? b : a;
-  else return xsimd::max(a, b);
+  if constexpr (is_scalar_v<V>)
+    return a < b ? b : a;
+  else
+    return xsimd::max(a, b);
 }
 template <class V> LEPTON_ALWAYS_INLINE V min(V a, V b) {
-  if constexpr (is_scalar_v<V>) return b < a ? b : a;
-  else return xsimd::min(a, b);
+  if constexpr (is_scalar_v<V>)
+    return b < a ? b : a;
+  else
+    return xsimd::min(a, b);
 }
 /// c ? a : b with c given as a comparison result.
 template <class C, class V> LEPTON_ALWAYS_INLINE V select(C c, V a, V b) {
-  if constexpr (is_scalar_v<V>) return c ? a : b;
-  else return xsimd::select(c, a, b);
+  if constexpr (is_scalar_v<V>)
+    return c ? a : b;
+  else
+    return xsimd::select(c, a, b);
 }
 template <class V> LEPTON_ALWAYS_INLINE V fma(V a, V b, V c) {
-  if constexpr (is_scalar_v<V>) return a * b + c;
-  else return xsimd::fma(a, b, c);
+  if constexpr (is_scalar_v<V>)
+    return a * b + c;
+  else
+    return xsimd::fma(a, b, c);
 }
 /// 1 where the comparison holds, else 0, as a value.
-template <class C, class V> LEPTON_ALWAYS_INLINE V mask(C c) {
-  return select(c, splat<V>(1), splat<V>(0));
-}
+template <class C, class V> LEPTON_ALWAYS_INLINE V mask(C c) { return select(c, splat<V>(1), splat<V>(0)); }
 /// Horizontal sum / max of a batch (identity on scalars).
 template <class V> LEPTON_ALWAYS_INLINE auto hsum(V v) {
-  if constexpr (is_scalar_v<V>) return v;
-  else return xsimd::hadd(v);
+  if constexpr (is_scalar_v<V>)
+    return v;
+  else
+    return xsimd::hadd(v);
 }
 template <class V> LEPTON_ALWAYS_INLINE auto hmax(V v) {
-  if constexpr (is_scalar_v<V>) return v;
+  if constexpr (is_scalar_v<V>)
+    return v;
   else {
     alignas(64) typename V::value_type buf[V::size];
     v.store_aligned(buf);

@@ -50,7 +50,8 @@ template <class A> struct evaluator<dropout_node<A>> {
   shape_t<rank> shp;
   shape_t<rank> st{};
   explicit evaluator(node const& n)
-      : a(n.a), seed(n.seed), threshold(threshold_of(n.p)), scale(n.p >= 1 ? T(0) : static_cast<T>(1.0 / (1.0 - n.p))), shp(a.shape()) {}
+      : a(n.a), seed(n.seed), threshold(threshold_of(n.p)),
+        scale(n.p >= 1 ? T(0) : static_cast<T>(1.0 / (1.0 - n.p))), shp(a.shape()) {}
 
   static std::uint32_t threshold_of(double p) {
     double t = p * 4294967296.0;
@@ -68,10 +69,12 @@ template <class A> struct evaluator<dropout_node<A>> {
   }
   bool flat_ok() const { return a.flat_ok(); }
   template <class V> LEPTON_ALWAYS_INLINE V mask(std::size_t i) const {
-    if constexpr (is_scalar_v<V>) return dropout_keep(seed, i, threshold) ? scale : T(0);
+    if constexpr (is_scalar_v<V>)
+      return dropout_keep(seed, i, threshold) ? scale : T(0);
     else {
       alignas(64) T buf[lanes_v<V>];
-      for (std::size_t l = 0; l < lanes_v<V>; ++l) buf[l] = dropout_keep(seed, i + l, threshold) ? scale : T(0);
+      for (std::size_t l = 0; l < lanes_v<V>; ++l)
+        buf[l] = dropout_keep(seed, i + l, threshold) ? scale : T(0);
       return V::load_aligned(buf);
     }
   }
@@ -80,8 +83,11 @@ template <class A> struct evaluator<dropout_node<A>> {
     for (std::size_t d = 0; d + 1 < rank; ++d) off += idx[d] * st[d];
     return off;
   }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return a.template load_flat<V>(i) * mask<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return a.template load_flat<V>(i) * mask<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return a.template load_row<V, RB>(idx, c) * mask<V>(index(idx, c));
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
@@ -96,7 +102,9 @@ template <class A> struct evaluator<dropout_node<A>> {
       self.bind(s);
     }
     bool flat_ok() const { return g.flat_ok(); }
-    template <class V> V load_flat(std::size_t i) const { return g.template load_flat<V>(i) * self.template mask<V>(i); }
+    template <class V> V load_flat(std::size_t i) const {
+      return g.template load_flat<V>(i) * self.template mask<V>(i);
+    }
     template <class V, std::size_t RB> V load_row(std::size_t const* idx, std::size_t c) const {
       return g.template load_row<V, RB>(idx, c) * self.template mask<V>(self.index(idx, c));
     }

@@ -20,7 +20,7 @@ namespace m = detail::m;
 
 // --------------------------------------------------------------------------- unary functors
 // grad(x, y, g) returns g * dy/dx given the input x and the output y = f(x).
-#define LEPTON_UNARY_OP(NAME, FWD, GRAD)                                                                      \
+#define LEPTON_UNARY_OP(NAME, FWD, GRAD)                                                                     \
   struct NAME {                                                                                              \
     static constexpr char const* name = #NAME;                                                               \
     static constexpr bool differentiable = true;                                                             \
@@ -89,7 +89,8 @@ template <class T> struct huber {
   T delta;
   template <class V> LEPTON_ALWAYS_INLINE V operator()(V d) const {
     V a = m::abs(d);
-    return m::select(a <= splat<V>(delta), splat<V>(0.5) * d * d, splat<V>(delta) * (a - splat<V>(0.5 * delta)));
+    return m::select(a <= splat<V>(delta), splat<V>(0.5) * d * d,
+                     splat<V>(delta) * (a - splat<V>(0.5 * delta)));
   }
   template <class V> LEPTON_ALWAYS_INLINE V grad(V d, V, V g) const {
     return g * m::min(m::max(d, splat<V>(-delta)), splat<V>(delta));
@@ -97,7 +98,7 @@ template <class T> struct huber {
 };
 
 // --------------------------------------------------------------------------- binary functors
-#define LEPTON_BINARY_OP(NAME, FWD, GA, GB)                                                                   \
+#define LEPTON_BINARY_OP(NAME, FWD, GA, GB)                                                                  \
   struct NAME {                                                                                              \
     static constexpr char const* name = #NAME;                                                               \
     static constexpr bool differentiable = true;                                                             \
@@ -119,23 +120,25 @@ template <class T> struct huber {
 LEPTON_BINARY_OP(add, a + b, g, g)
 LEPTON_BINARY_OP(sub, a - b, g, -g)
 LEPTON_BINARY_OP(mul, a* b, g* b, g* a)
-LEPTON_BINARY_OP(div, a / b, g / b, -g * y / b)
+LEPTON_BINARY_OP(div, a / b, g / b, -g* y / b)
 // Ties send the whole gradient to the left operand.
 LEPTON_BINARY_OP(maximum, m::max(a, b), m::select(a >= b, g, splat<V>(0)), m::select(a >= b, splat<V>(0), g))
 LEPTON_BINARY_OP(minimum, m::min(a, b), m::select(a <= b, g, splat<V>(0)), m::select(a <= b, splat<V>(0), g))
 LEPTON_BINARY_OP(pow, m::pow(a, b), g* b* m::pow(a, b - splat<V>(1)), g* y* m::log(a))
 // Binary cross-entropy of logits a against targets b in [0, 1], in the stable form
 // max(a, 0) - a b + log(1 + e^-|a|). d/da = sigmoid(a) - b, d/db = -a.
-LEPTON_BINARY_OP(bce_logits, m::max(a, splat<V>(0)) - a* b + m::log1p(m::exp(-m::abs(a))),
-                 g*(splat<V>(1) / (splat<V>(1) + m::exp(-a)) - b), -g * a)
+LEPTON_BINARY_OP(bce_logits, m::max(a, splat<V>(0)) - a * b + m::log1p(m::exp(-m::abs(a))),
+                 g*(splat<V>(1) / (splat<V>(1) + m::exp(-a)) - b), -g* a)
 #undef LEPTON_BINARY_OP
 
 // Comparisons give 1 or 0 and pass no gradient.
-#define LEPTON_COMPARE_OP(NAME, EXPR)                                                                         \
+#define LEPTON_COMPARE_OP(NAME, EXPR)                                                                        \
   struct NAME {                                                                                              \
     static constexpr char const* name = #NAME;                                                               \
     static constexpr bool differentiable = false;                                                            \
-    template <class V> LEPTON_ALWAYS_INLINE V operator()(V a, V b) const { return m::mask<decltype(EXPR), V>(EXPR); } \
+    template <class V> LEPTON_ALWAYS_INLINE V operator()(V a, V b) const {                                   \
+      return m::mask<decltype(EXPR), V>(EXPR);                                                               \
+    }                                                                                                        \
     template <class V> LEPTON_ALWAYS_INLINE V grad_lhs(V, V, V, V) const { return splat<V>(0); }             \
     template <class V> LEPTON_ALWAYS_INLINE V grad_rhs(V, V, V, V) const { return splat<V>(0); }             \
   };
@@ -192,8 +195,8 @@ template <class C, class A, class B> struct where_node : expr_base<where_node<C,
   B b;
   where_node(C c_, A a_, B b_) : c(std::move(c_)), a(std::move(a_)), b(std::move(b_)) {}
   shape_t<rank> shape() const {
-    return detail::broadcast_shapes<rank>(c.shape(), detail::broadcast_shapes<rank>(a.shape(), b.shape(), "where"),
-                                          "where");
+    return detail::broadcast_shapes<rank>(
+        c.shape(), detail::broadcast_shapes<rank>(a.shape(), b.shape(), "where"), "where");
   }
 };
 
@@ -225,7 +228,8 @@ template <class Op, class Ea, class G> struct unary_grad {
     V x = a.template load_flat<V>(i);
     return op.grad(x, op(x), g.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     V x = a.template load_row<V, RB>(idx, c);
     return op.grad(x, op(x), g.template load_row<V, RB>(idx, c));
   }
@@ -245,13 +249,16 @@ template <int Side, class Op, class Ea, class Eb, class G> struct binary_grad {
   }
   bool flat_ok() const { return a.flat_ok() && b.flat_ok() && g.flat_ok(); }
   template <class V> LEPTON_ALWAYS_INLINE V apply(V x, V y, V gv) const {
-    if constexpr (Side == 0) return op.grad_lhs(x, y, op(x, y), gv);
-    else return op.grad_rhs(x, y, op(x, y), gv);
+    if constexpr (Side == 0)
+      return op.grad_lhs(x, y, op(x, y), gv);
+    else
+      return op.grad_rhs(x, y, op(x, y), gv);
   }
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
     return apply(a.template load_flat<V>(i), b.template load_flat<V>(i), g.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return apply(a.template load_row<V, RB>(idx, c), b.template load_row<V, RB>(idx, c),
                  g.template load_row<V, RB>(idx, c));
   }
@@ -268,13 +275,16 @@ template <int Side, class Ec, class G> struct where_grad {
   }
   bool flat_ok() const { return c.flat_ok() && g.flat_ok(); }
   template <class V> LEPTON_ALWAYS_INLINE V pick(V cv, V gv) const {
-    if constexpr (Side == 0) return m::select(cv != splat<V>(0), gv, splat<V>(0));
-    else return m::select(cv != splat<V>(0), splat<V>(0), gv);
+    if constexpr (Side == 0)
+      return m::select(cv != splat<V>(0), gv, splat<V>(0));
+    else
+      return m::select(cv != splat<V>(0), splat<V>(0), gv);
   }
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
     return pick(c.template load_flat<V>(i), g.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t k) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t k) const {
     return pick(c.template load_row<V, RB>(idx, k), g.template load_row<V, RB>(idx, k));
   }
 };
@@ -297,14 +307,19 @@ template <class Op, class A> struct evaluator<unary_node<Op, A>> {
   template <class F> void visit_top(F&& f) { a.visit_top(f); }
   template <std::size_t RB> void bind(shape_t<RB> const& s) { a.bind(s); }
   bool flat_ok() const { return a.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return op(a.template load_flat<V>(i)); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return op(a.template load_flat<V>(i));
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return op(a.template load_row<V, RB>(idx, c));
   }
   bool reads(void const* b, void const* e) const { return a.reads(b, e); }
   bool needs_grad(eval_context const& ctx) const {
-    if constexpr (may_need_grad) return a.needs_grad(ctx);
-    else return false;
+    if constexpr (may_need_grad)
+      return a.needs_grad(ctx);
+    else
+      return false;
   }
   template <class G> void backward(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
@@ -349,13 +364,16 @@ template <class Op, class A, class B> struct evaluator<binary_node<Op, A, B>> {
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
     return op(a.template load_flat<V>(i), b.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return op(a.template load_row<V, RB>(idx, c), b.template load_row<V, RB>(idx, c));
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e) || b.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const {
-    if constexpr (may_need_grad) return a.needs_grad(ctx) || b.needs_grad(ctx);
-    else return false;
+    if constexpr (may_need_grad)
+      return a.needs_grad(ctx) || b.needs_grad(ctx);
+    else
+      return false;
   }
   template <class G> void backward(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
@@ -394,8 +412,10 @@ template <class Op, class A, class B> struct evaluator<binary_node<Op, A, B>> {
 
 private:
   template <std::size_t RC> bool same_shape(shape_t<RC> const& cs) const {
-    if constexpr (RC == rank) return cs == shp;
-    else return false;
+    if constexpr (RC == rank)
+      return cs == shp;
+    else
+      return false;
   }
 };
 
@@ -416,7 +436,8 @@ template <class C, class A, class B> struct evaluator<where_node<C, A, B>> {
   shape_t<rank> shp;
   explicit evaluator(node const& n)
       : c(n.c), a(n.a), b(n.b),
-        shp(broadcast_shapes<rank>(c.shape(), broadcast_shapes<rank>(a.shape(), b.shape(), "where"), "where")) {}
+        shp(broadcast_shapes<rank>(c.shape(), broadcast_shapes<rank>(a.shape(), b.shape(), "where"),
+                                   "where")) {}
   shape_t<rank> const& shape() const { return shp; }
   void forward(eval_context& ctx, void const* defer) {
     c.forward(ctx, defer);
@@ -435,9 +456,11 @@ template <class C, class A, class B> struct evaluator<where_node<C, A, B>> {
   }
   bool flat_ok() const { return c.flat_ok() && a.flat_ok() && b.flat_ok(); }
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return m::select(c.template load_flat<V>(i) != splat<V>(0), a.template load_flat<V>(i), b.template load_flat<V>(i));
+    return m::select(c.template load_flat<V>(i) != splat<V>(0), a.template load_flat<V>(i),
+                     b.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t k) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t k) const {
     return m::select(c.template load_row<V, RB>(idx, k) != splat<V>(0), a.template load_row<V, RB>(idx, k),
                      b.template load_row<V, RB>(idx, k));
   }
@@ -463,7 +486,9 @@ template <class Op, class A> struct describe<unary_node<Op, A>> {
   static std::string get() { return std::string(Op::name) + "(" + describe<A>::get() + ")"; }
 };
 template <class Op, class A, class B> struct describe<binary_node<Op, A, B>> {
-  static std::string get() { return std::string(Op::name) + "(" + describe<A>::get() + ", " + describe<B>::get() + ")"; }
+  static std::string get() {
+    return std::string(Op::name) + "(" + describe<A>::get() + ", " + describe<B>::get() + ")";
+  }
 };
 template <class C, class A, class B> struct describe<where_node<C, A, B>> {
   static std::string get() {
@@ -497,22 +522,24 @@ template <class Op, class X> auto make_unary(X&& x, Op op = {}) {
 template <class Op, class X, class Y> auto make_binary(X&& x, Y&& y, Op op = {}) {
   if constexpr (std::is_arithmetic_v<std::remove_cvref_t<X>>) {
     using T = value_type_of<Y>;
-    return binary_node<Op, scalar_leaf<T>, expr_of<Y>>(scalar_leaf<T>(static_cast<T>(x)), as_expr(std::forward<Y>(y)),
-                                                       op);
+    return binary_node<Op, scalar_leaf<T>, expr_of<Y>>(scalar_leaf<T>(static_cast<T>(x)),
+                                                       as_expr(std::forward<Y>(y)), op);
   } else if constexpr (std::is_arithmetic_v<std::remove_cvref_t<Y>>) {
     using T = value_type_of<X>;
-    return binary_node<Op, expr_of<X>, scalar_leaf<T>>(as_expr(std::forward<X>(x)), scalar_leaf<T>(static_cast<T>(y)),
-                                                       op);
+    return binary_node<Op, expr_of<X>, scalar_leaf<T>>(as_expr(std::forward<X>(x)),
+                                                       scalar_leaf<T>(static_cast<T>(y)), op);
   } else {
-    return binary_node<Op, expr_of<X>, expr_of<Y>>(as_expr(std::forward<X>(x)), as_expr(std::forward<Y>(y)), op);
+    return binary_node<Op, expr_of<X>, expr_of<Y>>(as_expr(std::forward<X>(x)), as_expr(std::forward<Y>(y)),
+                                                   op);
   }
 }
 template <class X, class Y>
-concept binary_operands = (operand<X> && operand<Y>) || (operand<X> && std::is_arithmetic_v<std::remove_cvref_t<Y>>) ||
-                          (std::is_arithmetic_v<std::remove_cvref_t<X>> && operand<Y>);
+concept binary_operands =
+    (operand<X> && operand<Y>) || (operand<X> && std::is_arithmetic_v<std::remove_cvref_t<Y>>) ||
+    (std::is_arithmetic_v<std::remove_cvref_t<X>> && operand<Y>);
 } // namespace detail
 
-#define LEPTON_UNARY_FN(NAME, DOC)                                                                            \
+#define LEPTON_UNARY_FN(NAME, DOC)                                                                           \
   /** @brief DOC (elementwise; fused). */                                                                    \
   template <operand X> auto NAME(X&& x) { return detail::make_unary<op::NAME>(std::forward<X>(x)); }
 LEPTON_UNARY_FN(neg, Negation)
@@ -522,13 +549,13 @@ LEPTON_UNARY_FN(log, Natural logarithm)
 LEPTON_UNARY_FN(log1p, log(1 + x) accurate near 0)
 LEPTON_UNARY_FN(sqrt, Square root)
 LEPTON_UNARY_FN(rsqrt, Reciprocal square root 1 / sqrt(x))
-LEPTON_UNARY_FN(square, x * x)
+LEPTON_UNARY_FN(square, x* x)
 LEPTON_UNARY_FN(tanh, Hyperbolic tangent)
-LEPTON_UNARY_FN(sigmoid, Logistic function 1 / (1 + e^-x))
+LEPTON_UNARY_FN(sigmoid, Logistic function 1 / (1 + e ^ -x))
 LEPTON_UNARY_FN(relu, max(x, 0); gradient 0 at 0)
-LEPTON_UNARY_FN(softplus, log(1 + e^x) without overflow)
-LEPTON_UNARY_FN(silu, x * sigmoid(x))
-LEPTON_UNARY_FN(gelu, Gaussian error linear unit x * Phi(x) (exact erf form))
+LEPTON_UNARY_FN(softplus, log(1 + e ^ x) without overflow)
+LEPTON_UNARY_FN(silu, x* sigmoid(x))
+LEPTON_UNARY_FN(gelu, Gaussian error linear unit x* Phi(x)(exact erf form))
 #undef LEPTON_UNARY_FN
 
 /// @brief leaky_relu(x) = x for x > 0, alpha * x otherwise.
@@ -538,7 +565,8 @@ template <operand X> auto leaky_relu(X&& x, double alpha = 0.01) {
 }
 /// @brief Clamps to [lo, hi]; the gradient flows where lo <= x <= hi.
 template <operand X> auto clamp(X&& x, double lo, double hi) {
-  if (!(lo <= hi)) throw value_error("clamp: lo (" + std::to_string(lo) + ") > hi (" + std::to_string(hi) + ")");
+  if (!(lo <= hi))
+    throw value_error("clamp: lo (" + std::to_string(lo) + ") > hi (" + std::to_string(hi) + ")");
   using T = value_type_of<X>;
   return detail::make_unary(std::forward<X>(x), op::clamp<T>{static_cast<T>(lo), static_cast<T>(hi)});
 }
@@ -577,7 +605,7 @@ template <operand X> auto stop_gradient(X&& x) {
   return stop_gradient_node<detail::expr_of<X>>(detail::as_expr(std::forward<X>(x)));
 }
 
-#define LEPTON_BINARY_OPERATOR(SYM, OPTYPE)                                                                   \
+#define LEPTON_BINARY_OPERATOR(SYM, OPTYPE)                                                                  \
   template <class X, class Y>                                                                                \
     requires detail::binary_operands<X, Y>                                                                   \
   auto operator SYM(X&& x, Y&& y) {                                                                          \

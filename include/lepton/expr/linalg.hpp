@@ -24,7 +24,8 @@ template <class A, class B> struct matmul_node : expr_base<matmul_node<A, B>> {
   static_assert(A::rank == 2 && B::rank == 2, "lepton: matmul takes two rank-2 operands (m, k) and (k, n)");
   static_assert(same_element_type<typename A::value_type, typename B::value_type>::value,
                 "lepton: matmul operands have different element types; convert one with lepton::cast<T>");
-  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: matmul needs float or double elements");
+  static_assert(std::is_floating_point_v<typename A::value_type>,
+                "lepton: matmul needs float or double elements");
   static constexpr std::size_t M = A::static_dims::values[0], K1 = A::static_dims::values[1];
   static constexpr std::size_t K2 = B::static_dims::values[0], N = B::static_dims::values[1];
   static_assert(matmul_inner_dims<K1, K2>::value,
@@ -95,8 +96,11 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
   template <class F> void visit_top(F&& f) { f(*this); }
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
   bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return out.template load_row<V, RB>(idx, c);
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e) || b.reads(p, e); }
@@ -110,12 +114,14 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
       std::size_t const m = shp[0], n = shp[1], k = va.shp[1];
       auto gv = grad_value<T>(ctx, g, shp);
       if constexpr (Ea::may_need_grad) {
-        if (ga) backward_operand(ctx, a, {m, k}, [&](T beta, T* d) {
+        if (ga)
+          backward_operand(ctx, a, {m, k}, [&](T beta, T* d) {
             cpu::gemm<T>(false, true, m, k, n, T(1), gv.ptr, n, vb.ptr, n, beta, d, k);
           });
       }
       if constexpr (Eb::may_need_grad) {
-        if (gb) backward_operand(ctx, b, {k, n}, [&](T beta, T* d) {
+        if (gb)
+          backward_operand(ctx, b, {k, n}, [&](T beta, T* d) {
             cpu::gemm<T>(true, false, k, n, m, T(1), va.ptr, k, gv.ptr, n, beta, d, n);
           });
       }
@@ -123,7 +129,8 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
   }
 
 private:
-  template <class Child, class Run> static void backward_operand(eval_context& ctx, Child& c, shape_t<2> s, Run run) {
+  template <class Child, class Run>
+  static void backward_operand(eval_context& ctx, Child& c, shape_t<2> s, Run run) {
     if constexpr (requires { c.sink(ctx); }) {
       if (auto snk = c.sink(ctx); snk.ptr) {
         run(snk.add ? T(1) : T(0), snk.ptr);
@@ -181,8 +188,11 @@ template <class A> struct evaluator<transpose_node<A>> {
   template <class F> void visit_top(F&&) {}
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
   bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return out.template load_row<V, RB>(idx, c);
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }

@@ -14,7 +14,8 @@ namespace lepton {
 /// @brief softmax (Log = false) or log_softmax (Log = true) over the last axis.
 template <bool Log, class A> struct softmax_node : expr_base<softmax_node<Log, A>> {
   static_assert(A::rank >= 1, "lepton: softmax needs an operand of rank >= 1 (it works over the last axis)");
-  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: softmax needs float or double elements");
+  static_assert(std::is_floating_point_v<typename A::value_type>,
+                "lepton: softmax needs float or double elements");
   using value_type = typename A::value_type;
   using static_dims = typename A::static_dims;
   static constexpr std::size_t rank = A::rank;
@@ -27,7 +28,8 @@ template <bool Log, class A> struct softmax_node : expr_base<softmax_node<Log, A
 ///        (batch) -> (batch), or against target distributions (batch, classes) -> (batch).
 template <class A, class L> struct softmax_xent_node : expr_base<softmax_xent_node<A, L>> {
   static_assert(A::rank == 2, "lepton: cross_entropy takes logits of shape (batch, classes)");
-  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: cross_entropy logits must be float or double");
+  static_assert(std::is_floating_point_v<typename A::value_type>,
+                "lepton: cross_entropy logits must be float or double");
   static constexpr bool hard = std::is_integral_v<typename L::value_type>;
   static_assert(hard ? L::rank == 1 : L::rank == 2,
                 "lepton: cross_entropy targets are integer labels (batch) or probabilities (batch, classes)");
@@ -90,31 +92,34 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>> {
     constexpr std::size_t W = lanes_v<V>;
     parallel_range(rows(), std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
                    [&](std::size_t b, std::size_t e) {
-                     for (std::size_t r = b; r < e; ++r) {
-                       T const* x = xv.ptr + r * n;
-                       T* y = o + r * n;
-                       T mx, logs;
-                       row_stats(x, n, mx, logs);
-                       V vm = splat<V>(mx), vl = splat<V>(logs);
-                       std::size_t c = 0;
-                       for (; c + W <= n; c += W) {
-                         V t = (load<V>(x + c) - vm) - vl;
-                         store<V>(y + c, Log ? t : m::exp(t));
-                       }
-                       for (; c < n; ++c) {
-                         T t = (x[c] - mx) - logs;
-                         y[c] = Log ? t : std::exp(t);
-                       }
-                     }
-                   });
+      for (std::size_t r = b; r < e; ++r) {
+        T const* x = xv.ptr + r * n;
+        T* y = o + r * n;
+        T mx, logs;
+        row_stats(x, n, mx, logs);
+        V vm = splat<V>(mx), vl = splat<V>(logs);
+        std::size_t c = 0;
+        for (; c + W <= n; c += W) {
+          V t = (load<V>(x + c) - vm) - vl;
+          store<V>(y + c, Log ? t : m::exp(t));
+        }
+        for (; c < n; ++c) {
+          T t = (x[c] - mx) - logs;
+          y[c] = Log ? t : std::exp(t);
+        }
+      }
+    });
     out = view_ev<T, rank>(o, shp);
   }
   view_ev<T, rank> const& buffer() const { return out; }
   template <class F> void visit_top(F&&) {}
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
   bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return out.template load_row<V, RB>(idx, c);
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
@@ -129,15 +134,15 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>> {
       std::size_t const n = cols();
       parallel_range(rows(), std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
                      [&](std::size_t b, std::size_t e) {
-                       for (std::size_t r = b; r < e; ++r) {
-                         T const* y = out.ptr + r * n;
-                         T const* gr = gv.ptr + r * n;
-                         T* dr = d + r * n;
-                         T s = 0;
-                         for (std::size_t c = 0; c < n; ++c) s += Log ? gr[c] : gr[c] * y[c];
-                         for (std::size_t c = 0; c < n; ++c) dr[c] = Log ? gr[c] - std::exp(y[c]) * s : y[c] * (gr[c] - s);
-                       }
-                     });
+        for (std::size_t r = b; r < e; ++r) {
+          T const* y = out.ptr + r * n;
+          T const* gr = gv.ptr + r * n;
+          T* dr = d + r * n;
+          T s = 0;
+          for (std::size_t c = 0; c < n; ++c) s += Log ? gr[c] : gr[c] * y[c];
+          for (std::size_t c = 0; c < n; ++c) dr[c] = Log ? gr[c] - std::exp(y[c]) * s : y[c] * (gr[c] - s);
+        }
+      });
       anomaly_check<node>(d, shape_size(shp), "backward");
       view_ev<T, rank> dv(d, shp);
       a.backward(ctx, dv);
@@ -168,7 +173,8 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
   explicit evaluator(node const& n) : a(n.a), l(n.l), xs(a.shape()), shp{xs[0]} {
     auto ls = l.shape();
     if (ls[0] != xs[0] || (!hard && ls[hard ? 0 : 1] != xs[1]))
-      throw shape_error("cross_entropy: logits " + to_string(xs) + " and targets " + to_string(ls) + " do not match");
+      throw shape_error("cross_entropy: logits " + to_string(xs) + " and targets " + to_string(ls) +
+                        " do not match");
   }
   shape_t<1> const& shape() const { return shp; }
 
@@ -187,7 +193,8 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
     m_labels = lv.ptr;
     stats = ctx.alloc<T>(3 * B);
     T* o = ctx.alloc<T>(B);
-    parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)), [&](std::size_t b, std::size_t e) {
+    parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)),
+                   [&](std::size_t b, std::size_t e) {
       for (std::size_t r = b; r < e; ++r) {
         T const* x = xv.ptr + r * C;
         T mx, logs;
@@ -221,14 +228,19 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
   template <class F> void visit_top(F&&) {}
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
   bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return out.template load_row<V, RB>(idx, c);
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e) || l.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const {
-    if constexpr (hard) return a.needs_grad(ctx);
-    else return a.needs_grad(ctx) || l.needs_grad(ctx);
+    if constexpr (hard)
+      return a.needs_grad(ctx);
+    else
+      return a.needs_grad(ctx) || l.needs_grad(ctx);
   }
 
   // d/dx = g_b (softmax * mass - p), with p the one-hot label or the target row.
@@ -240,7 +252,8 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
         T* d = ctx.alloc<T>(B * C);
         using V = simd_t<T>;
         constexpr std::size_t W = lanes_v<V>;
-        parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)), [&](std::size_t b, std::size_t e) {
+        parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)),
+                       [&](std::size_t b, std::size_t e) {
           for (std::size_t r = b; r < e; ++r) {
             T const* x = xv.ptr + r * C;
             T* dr = d + r * C;
@@ -249,7 +262,8 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
             std::size_t c = 0;
             for (; c + W <= C; c += W) store<V>(dr + c, vg * m::exp((load<V>(x + c) - vm) - vl));
             for (; c < C; ++c) dr[c] = gr * std::exp((x[c] - stats[3 * r]) - stats[3 * r + 1]);
-            if constexpr (hard) dr[static_cast<std::size_t>(m_labels[r])] -= gv.ptr[r];
+            if constexpr (hard)
+              dr[static_cast<std::size_t>(m_labels[r])] -= gv.ptr[r];
             else
               for (std::size_t k = 0; k < C; ++k) dr[k] -= gv.ptr[r] * m_labels[r * C + k];
           }
@@ -276,7 +290,9 @@ private:
 };
 
 template <bool Log, class A> struct describe<softmax_node<Log, A>> {
-  static std::string get() { return std::string(Log ? "log_softmax(" : "softmax(") + describe<A>::get() + ")"; }
+  static std::string get() {
+    return std::string(Log ? "log_softmax(" : "softmax(") + describe<A>::get() + ")";
+  }
 };
 template <class A, class L> struct describe<softmax_xent_node<A, L>> {
   static std::string get() { return "cross_entropy(" + describe<A>::get() + ", " + describe<L>::get() + ")"; }
@@ -307,9 +323,12 @@ inline constexpr none_t none{};
 
 namespace detail {
 template <class E, class R> auto reduce(E&& e, R) {
-  if constexpr (std::is_same_v<R, mean_t>) return lepton::mean(std::forward<E>(e));
-  else if constexpr (std::is_same_v<R, sum_t>) return lepton::sum(std::forward<E>(e));
-  else return std::forward<E>(e);
+  if constexpr (std::is_same_v<R, mean_t>)
+    return lepton::mean(std::forward<E>(e));
+  else if constexpr (std::is_same_v<R, sum_t>)
+    return lepton::sum(std::forward<E>(e));
+  else
+    return std::forward<E>(e);
 }
 template <class R>
 concept reduction = std::is_same_v<R, mean_t> || std::is_same_v<R, sum_t> || std::is_same_v<R, none_t>;
@@ -319,7 +338,8 @@ concept reduction = std::is_same_v<R, mean_t> || std::is_same_v<R, sum_t> || std
 ///        probabilities (batch, classes). Stable for any finite logits; fused gradient softmax - target.
 /// **Example**: `auto l = lepton::loss::cross_entropy(model(x), labels); float v = lepton::backward(l);`
 struct cross_entropy_fn {
-  template <operand X, operand Y, detail::reduction R = mean_t> auto operator()(X&& logits, Y&& target, R r = {}) const {
+  template <operand X, operand Y, detail::reduction R = mean_t>
+  auto operator()(X&& logits, Y&& target, R r = {}) const {
     using Ex = lepton::detail::expr_of<X>;
     using Ey = lepton::detail::expr_of<Y>;
     return detail::reduce(softmax_xent_node<Ex, Ey>(lepton::detail::as_expr(std::forward<X>(logits)),
@@ -334,14 +354,16 @@ struct bce_with_logits_fn {
   template <class X, class Y, detail::reduction R = mean_t>
     requires lepton::detail::binary_operands<X, Y>
   auto operator()(X&& logits, Y&& target, R r = {}) const {
-    return detail::reduce(lepton::detail::make_binary<op::bce_logits>(std::forward<X>(logits), std::forward<Y>(target)), r);
+    return detail::reduce(
+        lepton::detail::make_binary<op::bce_logits>(std::forward<X>(logits), std::forward<Y>(target)), r);
   }
 };
 inline constexpr bce_with_logits_fn bce_with_logits{};
 
 /// @brief Mean squared error (a - b)^2.
 struct mse_fn {
-  template <operand X, operand Y, detail::reduction R = mean_t> auto operator()(X&& a, Y&& b, R r = {}) const {
+  template <operand X, operand Y, detail::reduction R = mean_t>
+  auto operator()(X&& a, Y&& b, R r = {}) const {
     return detail::reduce(lepton::square(std::forward<X>(a) - std::forward<Y>(b)), r);
   }
 };
@@ -349,7 +371,8 @@ inline constexpr mse_fn mse{};
 
 /// @brief Mean absolute error |a - b| (gradient 0 where a == b).
 struct l1_fn {
-  template <operand X, operand Y, detail::reduction R = mean_t> auto operator()(X&& a, Y&& b, R r = {}) const {
+  template <operand X, operand Y, detail::reduction R = mean_t>
+  auto operator()(X&& a, Y&& b, R r = {}) const {
     return detail::reduce(lepton::abs(std::forward<X>(a) - std::forward<Y>(b)), r);
   }
 };
@@ -361,8 +384,9 @@ struct huber_fn {
   auto operator()(X&& a, Y&& b, double delta = 1.0, R r = {}) const {
     if (!(delta > 0)) throw value_error("loss::huber: delta must be > 0, got " + std::to_string(delta));
     using T = value_type_of<X>;
-    return detail::reduce(
-        lepton::detail::make_unary(std::forward<X>(a) - std::forward<Y>(b), op::huber<T>{static_cast<T>(delta)}), r);
+    return detail::reduce(lepton::detail::make_unary(std::forward<X>(a) - std::forward<Y>(b),
+                                                     op::huber<T>{static_cast<T>(delta)}),
+                          r);
   }
 };
 inline constexpr huber_fn huber{};

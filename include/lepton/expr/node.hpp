@@ -58,7 +58,8 @@ template <std::size_t... A, std::size_t... B> struct broadcast_dims<dims<A...>, 
       if (combine(at_a(i), at_b(i)) == 0 && at_a(i) != 0 && at_b(i) != 0) return false;
     return true;
   }
-  template <std::size_t... I> static auto make(std::index_sequence<I...>) -> dims<combine(at_a(I), at_b(I))...>;
+  template <std::size_t... I> static auto make(std::index_sequence<I...>)
+      -> dims<combine(at_a(I), at_b(I))...>;
   using type = decltype(make(std::make_index_sequence<r>{}));
 };
 
@@ -68,12 +69,14 @@ shape_t<R> broadcast_shapes(shape_t<RA> const& a, shape_t<RB> const& b, char con
   for (std::size_t i = 0; i < R; ++i) {
     std::size_t x = i < R - RA ? 1 : a[i - (R - RA)];
     std::size_t y = i < R - RB ? 1 : b[i - (R - RB)];
-    if (x == y || y == 1) out[i] = x;
-    else if (x == 1) out[i] = y;
+    if (x == y || y == 1)
+      out[i] = x;
+    else if (x == 1)
+      out[i] = y;
     else
       throw shape_error(std::string(op) + ": shapes " + to_string(a) + " and " + to_string(b) +
-                        " do not broadcast (dimension " + std::to_string(i) + ": " + std::to_string(x) + " vs " +
-                        std::to_string(y) + ")");
+                        " do not broadcast (dimension " + std::to_string(i) + ": " + std::to_string(x) +
+                        " vs " + std::to_string(y) + ")");
   }
   return out;
 }
@@ -81,8 +84,7 @@ shape_t<R> broadcast_shapes(shape_t<RA> const& a, shape_t<RB> const& b, char con
 } // namespace detail
 
 /// @brief Broadcast of two static shapes (right-aligned; 1 stretches; dyn is checked at run time).
-template <class A, class B>
-using broadcast_t = typename detail::broadcast_dims<A, B>::type;
+template <class A, class B> using broadcast_t = typename detail::broadcast_dims<A, B>::type;
 
 // ---------------------------------------------------------------------------- leaves
 
@@ -100,8 +102,10 @@ template <class Holder, bool NoGrad = false> struct dense_leaf : expr_base<dense
   explicit dense_leaf(Holder h) : held(std::move(h)) {}
 
   dense_type const& get() const noexcept {
-    if constexpr (std::is_pointer_v<Holder>) return *held;
-    else return held;
+    if constexpr (std::is_pointer_v<Holder>)
+      return *held;
+    else
+      return held;
   }
   value_type const* data() const noexcept { return get().data(); }
   shape_t<rank> shape() const { return get().shape(); }
@@ -135,22 +139,26 @@ template <class X> struct is_tensor_like : std::bool_constant<dense<X>> {};
 /// outlive the expression); rvalue tensors are moved into the expression; views are copied.
 template <class X> auto as_expr(X&& x) {
   using D = std::remove_cvref_t<X>;
-  if constexpr (expression<D>) return D(std::forward<X>(x));
+  if constexpr (expression<D>)
+    return D(std::forward<X>(x));
   else if constexpr (parameter<D>) {
     static_assert(std::is_lvalue_reference_v<X>, "lepton: a parameter in an expression must be an lvalue");
     return param_leaf<D>(x);
   } else if constexpr (dense<D>) {
     if constexpr (std::is_lvalue_reference_v<X> && requires { typename D::view_type; })
       return dense_leaf<D const*>(&x);
-    else return dense_leaf<D>(std::forward<X>(x));
-  } else static_assert(sizeof(D) == 0, "lepton: not an expression, tensor or parameter");
+    else
+      return dense_leaf<D>(std::forward<X>(x));
+  } else
+    static_assert(sizeof(D) == 0, "lepton: not an expression, tensor or parameter");
 }
 
 template <class X> using expr_of = decltype(as_expr(std::declval<X>()));
 
 // ---------------------------------------------------------------------------- leaf evaluators
 
-template <class Holder, bool NoGrad> struct evaluator<dense_leaf<Holder, NoGrad>> : view_ev<typename dense_leaf<Holder, NoGrad>::value_type, dense_leaf<Holder, NoGrad>::rank> {
+template <class Holder, bool NoGrad> struct evaluator<dense_leaf<Holder, NoGrad>>
+    : view_ev<typename dense_leaf<Holder, NoGrad>::value_type, dense_leaf<Holder, NoGrad>::rank> {
   using node = dense_leaf<Holder, NoGrad>;
   using T = typename node::value_type;
   using base = view_ev<T, node::rank>;
@@ -164,8 +172,10 @@ template <class Holder, bool NoGrad> struct evaluator<dense_leaf<Holder, NoGrad>
   template <class F> void visit_top(F&&) {}
 
   bool needs_grad(eval_context const& ctx) const {
-    if constexpr (NoGrad) return false;
-    else return ctx.find_target(this->ptr) != nullptr;
+    if constexpr (NoGrad)
+      return false;
+    else
+      return ctx.find_target(this->ptr) != nullptr;
   }
   grad_sink<T> sink(eval_context& ctx) const {
     auto* t = ctx.find_target(this->ptr);
@@ -260,7 +270,8 @@ auto constant(D&& t) {
   using X = std::remove_cvref_t<D>;
   if constexpr (std::is_lvalue_reference_v<D> && requires { typename X::view_type; })
     return dense_leaf<X const*, true>(&t);
-  else return dense_leaf<X, true>(std::forward<D>(t));
+  else
+    return dense_leaf<X, true>(std::forward<D>(t));
 }
 
 } // namespace lepton

@@ -51,12 +51,16 @@ template <std::size_t... D, std::size_t Axis, bool Keep> struct reduced_dims<dim
   template <std::size_t... I> static auto make(std::index_sequence<I...>) -> dims<at(I)...>;
   using type = decltype(make(std::make_index_sequence<out_rank>{}));
 };
-template <std::size_t RO, std::size_t Axis, bool Keep, std::size_t R> shape_t<RO> reduced_shape(shape_t<R> const& s) {
+template <std::size_t RO, std::size_t Axis, bool Keep, std::size_t R>
+shape_t<RO> reduced_shape(shape_t<R> const& s) {
   shape_t<RO> o{};
   for (std::size_t i = 0; i < RO; ++i) {
-    if constexpr (Axis == all_axes) o[i] = 1;
-    else if constexpr (Keep) o[i] = i == Axis ? 1 : s[i];
-    else o[i] = s[i < Axis ? i : i + 1];
+    if constexpr (Axis == all_axes)
+      o[i] = 1;
+    else if constexpr (Keep)
+      o[i] = i == Axis ? 1 : s[i];
+    else
+      o[i] = s[i < Axis ? i : i + 1];
   }
   return o;
 }
@@ -64,10 +68,12 @@ template <std::size_t RO, std::size_t Axis, bool Keep, std::size_t R> shape_t<RO
 } // namespace detail
 
 /// @brief A reduction node. `Axis` is an axis index or detail::all_axes; `Keep` keeps it as size 1.
-template <class Kind, std::size_t Axis, bool Keep, class A> struct reduce_node : expr_base<reduce_node<Kind, Axis, Keep, A>> {
+template <class Kind, std::size_t Axis, bool Keep, class A> struct reduce_node
+    : expr_base<reduce_node<Kind, Axis, Keep, A>> {
   static_assert(Axis == detail::all_axes || axis_in_range<Axis, A::rank>::value,
                 "lepton: reduction axis is out of range for the operand's rank");
-  static_assert(std::is_floating_point_v<typename A::value_type>, "lepton: reductions need float or double elements");
+  static_assert(std::is_floating_point_v<typename A::value_type>,
+                "lepton: reductions need float or double elements");
   using value_type = typename A::value_type;
   using static_dims = typename detail::reduced_dims<typename A::static_dims, Axis, Keep>::type;
   static constexpr std::size_t rank = static_dims::rank;
@@ -96,7 +102,8 @@ template <class Ea, class M> struct exp_shifted {
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
     return f(a.template load_flat<V>(i), mx.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return f(a.template load_row<V, RB>(idx, c), mx.template load_row<V, RB>(idx, c));
   }
 };
@@ -108,25 +115,33 @@ template <class Kind, class Ea, class T, std::size_t R> struct reduce_grad {
   view_ev<T, R> out, g; // both in keepdims form
   T scale;
   template <std::size_t RB> void bind(shape_t<RB> const& s) {
-    if constexpr (!std::is_same_v<Kind, reduce_kind::sum> && !std::is_same_v<Kind, reduce_kind::mean>) a.bind(s);
+    if constexpr (!std::is_same_v<Kind, reduce_kind::sum> && !std::is_same_v<Kind, reduce_kind::mean>)
+      a.bind(s);
     out.bind(s);
     g.bind(s);
   }
   bool flat_ok() const {
-    if constexpr (std::is_same_v<Kind, reduce_kind::sum> || std::is_same_v<Kind, reduce_kind::mean>) return g.flat_ok();
-    else return g.flat_ok() && out.flat_ok() && a.flat_ok();
+    if constexpr (std::is_same_v<Kind, reduce_kind::sum> || std::is_same_v<Kind, reduce_kind::mean>)
+      return g.flat_ok();
+    else
+      return g.flat_ok() && out.flat_ok() && a.flat_ok();
   }
   template <class V> LEPTON_ALWAYS_INLINE V f(V x, V o, V gv) const {
-    if constexpr (std::is_same_v<Kind, reduce_kind::max>) return m::select(x == o, gv, splat<V>(0));
-    else if constexpr (std::is_same_v<Kind, reduce_kind::logsumexp>) return gv * m::exp(x - o);
-    else return gv * splat<V>(scale);
+    if constexpr (std::is_same_v<Kind, reduce_kind::max>)
+      return m::select(x == o, gv, splat<V>(0));
+    else if constexpr (std::is_same_v<Kind, reduce_kind::logsumexp>)
+      return gv * m::exp(x - o);
+    else
+      return gv * splat<V>(scale);
   }
   template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
     if constexpr (std::is_same_v<Kind, reduce_kind::sum> || std::is_same_v<Kind, reduce_kind::mean>)
       return g.template load_flat<V>(i) * splat<V>(scale);
-    else return f(a.template load_flat<V>(i), out.template load_flat<V>(i), g.template load_flat<V>(i));
+    else
+      return f(a.template load_flat<V>(i), out.template load_flat<V>(i), g.template load_flat<V>(i));
   }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     if constexpr (std::is_same_v<Kind, reduce_kind::sum> || std::is_same_v<Kind, reduce_kind::mean>)
       return g.template load_row<V, RB>(idx, c) * splat<V>(scale);
     else
@@ -135,7 +150,8 @@ template <class Kind, class Ea, class T, std::size_t R> struct reduce_grad {
   }
 };
 
-template <class Kind, std::size_t Axis, bool Keep, class A> struct evaluator<reduce_node<Kind, Axis, Keep, A>> {
+template <class Kind, std::size_t Axis, bool Keep, class A>
+struct evaluator<reduce_node<Kind, Axis, Keep, A>> {
   using node = reduce_node<Kind, Axis, Keep, A>;
   using T = typename node::value_type;
   using value_type = T;
@@ -165,10 +181,13 @@ template <class Kind, std::size_t Axis, bool Keep, class A> struct evaluator<red
     a.forward(ctx, nullptr);
     a.bind(cs);
     T* o = ctx.alloc<T>(shape_size(shp));
-    constexpr bool is_max = std::is_same_v<Kind, reduce_kind::max> || std::is_same_v<Kind, reduce_kind::logsumexp>;
+    constexpr bool is_max =
+        std::is_same_v<Kind, reduce_kind::max> || std::is_same_v<Kind, reduce_kind::logsumexp>;
     using Red = std::conditional_t<is_max, max_reducer, sum_reducer>;
-    if constexpr (Axis == all_axes) o[0] = reduce_all<T, Red>(ctx, a, cs);
-    else reduce_axis<T, Red>(a, cs, Axis, o);
+    if constexpr (Axis == all_axes)
+      o[0] = reduce_all<T, Red>(ctx, a, cs);
+    else
+      reduce_axis<T, Red>(a, cs, Axis, o);
     if constexpr (std::is_same_v<Kind, reduce_kind::mean>) {
       T inv = T(1) / static_cast<T>(count());
       for (std::size_t i = 0; i < shape_size(shp); ++i) o[i] *= inv;
@@ -179,8 +198,10 @@ template <class Kind, std::size_t Axis, bool Keep, class A> struct evaluator<red
       exp_shifted<Ea, view_ev<T, RC>> e{a, mx};
       e.bind(cs);
       T* s = ctx.alloc<T>(shape_size(shp));
-      if constexpr (Axis == all_axes) s[0] = reduce_all<T, sum_reducer>(ctx, e, cs);
-      else reduce_axis<T, sum_reducer>(e, cs, Axis, s);
+      if constexpr (Axis == all_axes)
+        s[0] = reduce_all<T, sum_reducer>(ctx, e, cs);
+      else
+        reduce_axis<T, sum_reducer>(e, cs, Axis, s);
       for (std::size_t i = 0; i < shape_size(shp); ++i) {
         T mv = o[i] == -std::numeric_limits<T>::infinity() ? T(0) : o[i];
         o[i] = mv + std::log(s[i]);
@@ -193,8 +214,11 @@ template <class Kind, std::size_t Axis, bool Keep, class A> struct evaluator<red
   template <class F> void visit_top(F&&) {}
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
   bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return out.template load_row<V, RB>(idx, c);
   }
   bool reads(void const* b, void const* e) const { return a.reads(b, e); }
@@ -203,22 +227,28 @@ template <class Kind, std::size_t Axis, bool Keep, class A> struct evaluator<red
     if constexpr (may_need_grad) {
       if (!a.needs_grad(ctx)) return;
       auto gv = grad_value<T>(ctx, g, shp);
-      T scale = std::is_same_v<Kind, reduce_kind::mean> ? T(1) / static_cast<T>(std::max<std::size_t>(1, count())) : T(1);
-      reduce_grad<Kind, Ea, T, RC> ga{a, view_ev<T, RC>(out.ptr, keep_shape()), view_ev<T, RC>(gv.ptr, keep_shape()),
-                                      scale};
+      T scale = std::is_same_v<Kind, reduce_kind::mean>
+                    ? T(1) / static_cast<T>(std::max<std::size_t>(1, count()))
+                    : T(1);
+      reduce_grad<Kind, Ea, T, RC> ga{a, view_ev<T, RC>(out.ptr, keep_shape()),
+                                      view_ev<T, RC>(gv.ptr, keep_shape()), scale};
       a.backward(ctx, ga);
     }
   }
 };
 
 template <class O> constexpr std::size_t axis_of() {
-  if constexpr (requires { O::value; }) return O::value;
-  else return all_axes;
+  if constexpr (requires { O::value; })
+    return O::value;
+  else
+    return all_axes;
 }
 
-template <class Kind, std::size_t Axis, bool Keep, class A> struct describe<reduce_node<Kind, Axis, Keep, A>> {
+template <class Kind, std::size_t Axis, bool Keep, class A>
+struct describe<reduce_node<Kind, Axis, Keep, A>> {
   static std::string get() {
-    return std::string(Kind::name) + "(" + describe<A>::get() + (Axis == all_axes ? "" : ", axis " + std::to_string(Axis)) + ")";
+    return std::string(Kind::name) + "(" + describe<A>::get() +
+           (Axis == all_axes ? "" : ", axis " + std::to_string(Axis)) + ")";
   }
 };
 
@@ -273,7 +303,8 @@ template <operand X, std::size_t I> auto argmax(X&& x, axis_t<I>) {
   std::size_t outer = 1, inner = 1, len = s[I];
   for (std::size_t d = 0; d < I; ++d) outer *= s[d];
   for (std::size_t d = I + 1; d < R; ++d) inner *= s[d];
-  if (len == 0 && outer * inner > 0) throw shape_error("argmax: the reduced axis has size 0 in shape " + to_string(s));
+  if (len == 0 && outer * inner > 0)
+    throw shape_error("argmax: the reduced axis has size 0 in shape " + to_string(s));
   for (std::size_t o = 0; o < outer; ++o)
     for (std::size_t j = 0; j < inner; ++j) {
       T const* p = v.ptr + o * len * inner + j;

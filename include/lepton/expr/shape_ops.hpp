@@ -29,7 +29,8 @@ template <class A, std::size_t... Dims> struct reshape_node : expr_base<reshape_
   using static_dims = dims<Dims...>;
   static constexpr std::size_t rank = sizeof...(Dims);
   static_assert(static_dims::dynamic_count <= 1, "lepton: reshape takes at most one dyn dimension");
-  static_assert(reshape_sizes<A::static_dims::static_size, (static_dims::dynamic_count ? dyn : static_dims::static_size)>::value,
+  static_assert(reshape_sizes<A::static_dims::static_size,
+                              (static_dims::dynamic_count ? dyn : static_dims::static_size)>::value,
                 "lepton: reshape must keep the number of elements");
   A a;
   explicit reshape_node(A a_) : a(std::move(a_)) {}
@@ -56,8 +57,11 @@ template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...
   template <class F> void visit_top(F&&) {}
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
   bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const { return out.template load_flat<V>(i); }
-  template <class V, std::size_t RB> LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
     return out.template load_row<V, RB>(idx, c);
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }

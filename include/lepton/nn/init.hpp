@@ -80,10 +80,12 @@ template <class Scheme, class P> void apply(Scheme const& s, P& p, std::mt19937_
     double fi, fo;
     detail::fans(p, fi, fo);
     if constexpr (std::is_same_v<Scheme, kaiming_uniform> || std::is_same_v<Scheme, xavier_uniform>) {
-      double b = std::is_same_v<Scheme, kaiming_uniform> ? s.gain * std::sqrt(3.0 / fi) : s.gain * std::sqrt(6.0 / (fi + fo));
+      double b = std::is_same_v<Scheme, kaiming_uniform> ? s.gain * std::sqrt(3.0 / fi)
+                                                         : s.gain * std::sqrt(6.0 / (fi + fo));
       for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>((2 * detail::uniform01(rng) - 1) * b);
     } else if constexpr (std::is_same_v<Scheme, kaiming_normal> || std::is_same_v<Scheme, xavier_normal>) {
-      double sd = std::is_same_v<Scheme, kaiming_normal> ? s.gain / std::sqrt(fi) : s.gain * std::sqrt(2.0 / (fi + fo));
+      double sd = std::is_same_v<Scheme, kaiming_normal> ? s.gain / std::sqrt(fi)
+                                                         : s.gain * std::sqrt(2.0 / (fi + fo));
       for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(detail::standard_normal(rng) * sd);
     }
   }

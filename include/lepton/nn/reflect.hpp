@@ -50,20 +50,20 @@ template <class M, class F> void walk_fields(M& m, std::string const& prefix, F&
   std::size_t i = 0;
   std::apply(
       [&](auto&... field) {
-        auto one = [&](auto& fld) {
-          std::string name;
-          if constexpr (has_names<U>) {
-            static_assert(std::size(U::lepton_names) == field_count<U>(),
-                          "lepton: lepton_names must name every member of the struct, in order");
-            name = U::lepton_names[i];
-          } else {
-            name = std::to_string(i);
-          }
-          ++i;
-          walk(fld, join(prefix, name), f);
-        };
-        (one(field), ...);
-        (void)one;
+    auto one = [&](auto& fld) {
+      std::string name;
+      if constexpr (has_names<U>) {
+        static_assert(std::size(U::lepton_names) == field_count<U>(),
+                      "lepton: lepton_names must name every member of the struct, in order");
+        name = U::lepton_names[i];
+      } else {
+        name = std::to_string(i);
+      }
+      ++i;
+      walk(fld, join(prefix, name), f);
+    };
+    (one(field), ...);
+    (void)one;
       },
       tie_fields(m));
 }
@@ -89,15 +89,19 @@ template <class Tuple, std::size_t... I> constexpr std::size_t count_fields(std:
 }
 template <class T> constexpr std::size_t count_params() {
   using U = std::remove_cv_t<T>;
-  if constexpr (parameter<U>) return U::size;
-  else if constexpr (requires { U::lepton_parameter_count; }) return U::lepton_parameter_count;
-  else if constexpr (is_std_array<U>::value) return std::tuple_size_v<U> * count_params<typename U::value_type>();
-  else if constexpr (std::is_array_v<U>) return std::extent_v<U> * count_params<std::remove_extent_t<U>>();
+  if constexpr (parameter<U>)
+    return U::size;
+  else if constexpr (requires { U::lepton_parameter_count; })
+    return U::lepton_parameter_count;
+  else if constexpr (is_std_array<U>::value)
+    return std::tuple_size_v<U> * count_params<typename U::value_type>();
+  else if constexpr (std::is_array_v<U>)
+    return std::extent_v<U> * count_params<std::remove_extent_t<U>>();
   else if constexpr (reflectable<U>()) {
     using tup = fields_tuple_t<U>;
     return count_fields<tup>(std::make_index_sequence<std::tuple_size_v<tup>>{});
-  }
-  else return 0;
+  } else
+    return 0;
 }
 } // namespace detail
 

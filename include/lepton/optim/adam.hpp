@@ -19,10 +19,11 @@ struct adam_options {
 namespace detail {
 template <class T, bool Decoupled> class adam_impl : public optimizer_base<T> {
 public:
-  template <class Model>
-  adam_impl(Model& model, adam_options o) : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+  template <class Model> adam_impl(Model& model, adam_options o)
+      : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
     if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1))
-      throw value_error("adam: betas must be in [0, 1), got " + std::to_string(o.beta1) + ", " + std::to_string(o.beta2));
+      throw value_error("adam: betas must be in [0, 1), got " + std::to_string(o.beta1) + ", " +
+                        std::to_string(o.beta2));
     check_positive<T>(o.eps, "adam eps");
     check_positive<T>(o.weight_decay, "adam weight_decay", true);
     m_m = state_buffer<T>(this->m_total);
@@ -50,8 +51,10 @@ public:
         using U = decltype(tag);
         U p = ld::load<U>(s.value + i);
         U g = ld::load<U>(s.grad + i) * ld::splat<U>(scale);
-        if constexpr (Decoupled) p = p * ld::splat<U>(decay);
-        else g = g + ld::splat<U>(wd) * p;
+        if constexpr (Decoupled)
+          p = p * ld::splat<U>(decay);
+        else
+          g = g + ld::splat<U>(wd) * p;
         U m = ld::splat<U>(b1) * ld::load<U>(mp + i) + ld::splat<U>(1 - b1) * g;
         U v = ld::splat<U>(b2) * ld::load<U>(vp + i) + ld::splat<U>(1 - b2) * g * g;
         ld::store<U>(mp + i, m);
@@ -92,7 +95,8 @@ template <class Model> adam(Model&) -> adam<float>;
 /// @brief AdamW (Loshchilov & Hutter): Adam with decoupled weight decay p -= lr * wd * p.
 template <class T = float> class adamw : public detail::adam_impl<T, true> {
 public:
-  template <class Model> adamw(Model& model, adam_options o = {.weight_decay = 0.01}) : detail::adam_impl<T, true>(model, o) {}
+  template <class Model> adamw(Model& model, adam_options o = {.weight_decay = 0.01})
+      : detail::adam_impl<T, true>(model, o) {}
 };
 template <class Model> adamw(Model&, adam_options) -> adamw<float>;
 template <class Model> adamw(Model&) -> adamw<float>;

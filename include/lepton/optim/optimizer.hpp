@@ -47,13 +47,12 @@ template <class T> struct state_visitor_archetype {
 ///        parameter (reflection) order. lepton's sgd, adam, adamw and rmsprop satisfy it.
 /// **Example**: `static_assert(lepton::optim::stateful_optimizer<lepton::optim::adam<float>>);`
 template <class O>
-concept stateful_optimizer =
-    optimizer<O> && requires(O& o, std::uint64_t n) {
-      typename O::value_type;
-      { o.steps() } -> std::convertible_to<std::uint64_t>;
-      o.set_steps(n);
-      o.for_each_state(detail::state_visitor_archetype<typename O::value_type>{});
-    };
+concept stateful_optimizer = optimizer<O> && requires(O& o, std::uint64_t n) {
+  typename O::value_type;
+  { o.steps() } -> std::convertible_to<std::uint64_t>;
+  o.set_steps(n);
+  o.for_each_state(detail::state_visitor_archetype<typename O::value_type>{});
+};
 
 namespace detail {
 
@@ -71,16 +70,22 @@ template <class T> struct slot {
 template <class T> class state_buffer {
 public:
   state_buffer() = default;
-  explicit state_buffer(std::size_t n) : m_n(n), m_p(static_cast<T*>(lepton::detail::aligned_alloc_bytes(n * sizeof(T)))) {
+  explicit state_buffer(std::size_t n)
+      : m_n(n), m_p(static_cast<T*>(lepton::detail::aligned_alloc_bytes(n * sizeof(T)))) {
     std::fill_n(m_p, n, T(0));
   }
-  state_buffer(state_buffer&& o) noexcept : m_n(o.m_n), m_p(o.m_p) { o.m_p = nullptr; o.m_n = 0; }
+  state_buffer(state_buffer&& o) noexcept : m_n(o.m_n), m_p(o.m_p) {
+    o.m_p = nullptr;
+    o.m_n = 0;
+  }
   state_buffer& operator=(state_buffer&& o) noexcept {
     std::swap(m_n, o.m_n);
     std::swap(m_p, o.m_p);
     return *this;
   }
-  ~state_buffer() { if (m_p) lepton::detail::aligned_free_bytes(m_p); }
+  ~state_buffer() {
+    if (m_p) lepton::detail::aligned_free_bytes(m_p);
+  }
   T* data() noexcept { return m_p; }
   T const* data() const noexcept { return m_p; }
   std::size_t size() const noexcept { return m_n; }
@@ -108,7 +113,8 @@ template <class T, class Model> std::vector<slot<T>> collect(Model& model, std::
 
 template <class T> void check_positive(double v, char const* what, bool allow_zero = false) {
   if (!(allow_zero ? v >= 0 : v > 0) || !std::isfinite(v))
-    throw value_error(std::string(what) + " must be " + (allow_zero ? ">= 0" : "> 0") + ", got " + std::to_string(v));
+    throw value_error(std::string(what) + " must be " + (allow_zero ? ">= 0" : "> 0") + ", got " +
+                      std::to_string(v));
 }
 
 } // namespace detail
@@ -142,9 +148,11 @@ public:
   }
 
 protected:
-  template <class Model> optimizer_base(Model& model, double lr, double clip_norm) : m_lr(lr), m_clip(clip_norm) {
+  template <class Model> optimizer_base(Model& model, double lr, double clip_norm)
+      : m_lr(lr), m_clip(clip_norm) {
     detail::check_positive<T>(lr, "learning rate", true);
-    if (clip_norm < 0 || !std::isfinite(clip_norm)) throw value_error("clip_grad_norm must be >= 0 (0 = off)");
+    if (clip_norm < 0 || !std::isfinite(clip_norm))
+      throw value_error("clip_grad_norm must be >= 0 (0 = off)");
     m_slots = detail::collect<T>(model, m_total);
   }
 

@@ -19,9 +19,10 @@ struct rmsprop_options {
 /// @brief RMSprop: s = alpha s + (1 - alpha) g^2;  p -= lr g / (sqrt(s) + eps) (with momentum: via a buffer).
 template <class T = float> class rmsprop : public optimizer_base<T> {
 public:
-  template <class Model>
-  rmsprop(Model& model, rmsprop_options o = {}) : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
-    if (!(o.alpha >= 0 && o.alpha < 1)) throw value_error("rmsprop: alpha must be in [0, 1), got " + std::to_string(o.alpha));
+  template <class Model> rmsprop(Model& model, rmsprop_options o = {})
+      : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+    if (!(o.alpha >= 0 && o.alpha < 1))
+      throw value_error("rmsprop: alpha must be in [0, 1), got " + std::to_string(o.alpha));
     detail::check_positive<T>(o.eps, "rmsprop eps");
     detail::check_positive<T>(o.weight_decay, "rmsprop weight_decay", true);
     detail::check_positive<T>(o.momentum, "rmsprop momentum", true);

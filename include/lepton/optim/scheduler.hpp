@@ -37,7 +37,8 @@ concept stateful_scheduler = requires(S& s) { s.for_each_state(detail::scheduler
 /// @brief lr = lr0 * gamma^(epoch / step_size).
 template <optimizer O> class step_lr {
 public:
-  step_lr(O& opt, std::size_t step_size, double gamma = 0.1) : m_opt(opt), m_lr0(opt.lr()), m_size(step_size), m_gamma(gamma) {
+  step_lr(O& opt, std::size_t step_size, double gamma = 0.1)
+      : m_opt(opt), m_lr0(opt.lr()), m_size(step_size), m_gamma(gamma) {
     if (step_size == 0) throw value_error("step_lr: step_size must be > 0");
   }
   void step() { m_opt.set_lr(m_lr0 * std::pow(m_gamma, double(++m_epoch / m_size))); }
@@ -75,7 +76,8 @@ private:
 /// @brief Cosine annealing from lr0 to eta_min over t_max epochs.
 template <optimizer O> class cosine_lr {
 public:
-  cosine_lr(O& opt, std::size_t t_max, double eta_min = 0) : m_opt(opt), m_lr0(opt.lr()), m_tmax(t_max), m_min(eta_min) {
+  cosine_lr(O& opt, std::size_t t_max, double eta_min = 0)
+      : m_opt(opt), m_lr0(opt.lr()), m_tmax(t_max), m_min(eta_min) {
     if (t_max == 0) throw value_error("cosine_lr: t_max must be > 0");
   }
   void step() {
@@ -99,7 +101,8 @@ private:
 ///        improved by more than `threshold` (relative) for `patience` epochs.
 template <optimizer O> class reduce_on_plateau {
 public:
-  reduce_on_plateau(O& opt, double factor = 0.1, std::size_t patience = 10, double threshold = 1e-4, double min_lr = 0)
+  reduce_on_plateau(O& opt, double factor = 0.1, std::size_t patience = 10, double threshold = 1e-4,
+                    double min_lr = 0)
       : m_opt(opt), m_factor(factor), m_patience(patience), m_threshold(threshold), m_min(min_lr) {
     if (!(factor > 0 && factor < 1)) throw value_error("reduce_on_plateau: factor must be in (0, 1)");
   }

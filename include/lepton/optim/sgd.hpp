@@ -20,8 +20,8 @@ struct sgd_options {
 /// **Example**: `lepton::optim::sgd opt{model, {.lr = 0.1, .momentum = 0.9, .nesterov = true}};`
 template <class T = float> class sgd : public optimizer_base<T> {
 public:
-  template <class Model>
-  sgd(Model& model, sgd_options o = {}) : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+  template <class Model> sgd(Model& model, sgd_options o = {})
+      : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
     detail::check_positive<T>(o.momentum, "sgd momentum", true);
     detail::check_positive<T>(o.weight_decay, "sgd weight_decay", true);
     if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
@@ -32,7 +32,8 @@ public:
   void step() {
     lepton::detail::fp_scope fp;
     T const scale = this->begin_step();
-    T const lr = static_cast<T>(this->m_lr), mu = static_cast<T>(m_o.momentum), wd = static_cast<T>(m_o.weight_decay);
+    T const lr = static_cast<T>(this->m_lr), mu = static_cast<T>(m_o.momentum),
+            wd = static_cast<T>(m_o.weight_decay);
     T const damp = static_cast<T>(1 - m_o.dampening);
     bool const first = this->m_step == 1;
     using V = lepton::detail::simd_t<T>;
@@ -43,10 +44,12 @@ public:
       auto body = [&](auto tag, std::size_t i) {
         using U = decltype(tag);
         U p = lepton::detail::load<U>(s.value + i);
-        U g = lepton::detail::load<U>(s.grad + i) * lepton::detail::splat<U>(scale) + lepton::detail::splat<U>(wd) * p;
+        U g = lepton::detail::load<U>(s.grad + i) * lepton::detail::splat<U>(scale) +
+              lepton::detail::splat<U>(wd) * p;
         if (v) {
           U vel = first ? g
-                        : lepton::detail::splat<U>(mu) * lepton::detail::load<U>(v + i) + lepton::detail::splat<U>(damp) * g;
+                        : lepton::detail::splat<U>(mu) * lepton::detail::load<U>(v + i) +
+                              lepton::detail::splat<U>(damp) * g;
           lepton::detail::store<U>(v + i, vel);
           g = m_o.nesterov ? g + lepton::detail::splat<U>(mu) * vel : vel;
         }

@@ -63,12 +63,12 @@ struct fit_options {
   std::size_t start_epoch = 0;
   std::size_t batch = 32;
   bool shuffle = true;
-  std::uint64_t seed = 0;   ///< shuffling seed
+  std::uint64_t seed = 0; ///< shuffling seed
   bool drop_last = false;
   progress display = progress::automatic;
   std::ostream* out = &std::cout; ///< where progress lines go
-  std::string log_csv{};    ///< per-epoch CSV log file ("" = none); rewritten at the start
-  std::string log_jsonl{};  ///< per-epoch JSON-lines log file ("" = none)
+  std::string log_csv{};          ///< per-epoch CSV log file ("" = none); rewritten at the start
+  std::string log_jsonl{};        ///< per-epoch JSON-lines log file ("" = none)
   std::optional<early_stopping> early_stop{};
   /// Called after each epoch; return false to stop training.
   std::function<bool(epoch_stats const&)> on_epoch{};
@@ -115,8 +115,8 @@ template <class Loss, class Out, class Y> constexpr bool counts_accuracy() {
 
 /// @brief Average loss and accuracy (for integer labels) of `model` on `data`, in batches of `batch`.
 /// Switches the model to evaluation mode for the duration (dropout off) and restores training mode.
-template <class Model, class Loss, class X, class Y>
-eval_result evaluate(Model& model, Loss const& loss, data::dataset<X, Y> const& data, std::size_t batch = 256) {
+template <class Model, class Loss, class X, class Y> eval_result
+evaluate(Model& model, Loss const& loss, data::dataset<X, Y> const& data, std::size_t batch = 256) {
   if (batch == 0) throw value_error("evaluate: batch must be > 0");
   nn::set_training(model, false);
   struct restore {
@@ -170,7 +170,8 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
   std::ostream& out = *o.out;
 
   nn::set_training(model, true);
-  data::loader<X, Y> ld(train, {.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last});
+  data::loader<X, Y> ld(train,
+                        {.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last});
   fit_result result;
   double best = std::numeric_limits<double>::infinity();
   std::size_t bad_epochs = 0;
@@ -185,10 +186,12 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
     std::size_t const nb = ld.batches_per_epoch();
     for (auto [x, y] : ld.epoch(e)) {
       std::size_t const b = x.shape()[0];
-      double l = static_cast<double>(lepton::backward(loss(model(x), y), {.correct = acc ? &correct : nullptr}));
+      double l =
+          static_cast<double>(lepton::backward(loss(model(x), y), {.correct = acc ? &correct : nullptr}));
       if (!std::isfinite(l) && o.stop_on_nonfinite)
-        throw numeric_error("fit: non-finite loss (" + detail::fmt(l) + ") at epoch " + std::to_string(e + 1) +
-                            ", batch " + std::to_string(batch_index + 1) + "; lower the learning rate or check the data");
+        throw numeric_error("fit: non-finite loss (" + detail::fmt(l) + ") at epoch " +
+                            std::to_string(e + 1) + ", batch " + std::to_string(batch_index + 1) +
+                            "; lower the learning rate or check the data");
       opt.step();
       total += l * double(b);
       seen += b;
@@ -219,20 +222,25 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
     if (mode != progress::none) {
       out << "epoch " << st.epoch << "/" << o.epochs << "  loss " << detail::fmt(st.train_loss);
       if (acc) out << "  acc " << detail::fmt(st.train_accuracy);
-      if (val) out << "  val_loss " << detail::fmt(st.val_loss) << (acc ? "  val_acc " + detail::fmt(st.val_accuracy) : "");
-      out << "  " << detail::fmt(st.seconds, 2) << " s  " << std::size_t(st.samples_per_s) << " samples/s" << std::endl;
+      if (val)
+        out << "  val_loss " << detail::fmt(st.val_loss)
+            << (acc ? "  val_acc " + detail::fmt(st.val_accuracy) : "");
+      out << "  " << detail::fmt(st.seconds, 2) << " s  " << std::size_t(st.samples_per_s) << " samples/s"
+          << std::endl;
     }
     if (csv) {
-      csv << st.epoch << ',' << detail::json_num(st.train_loss) << ',' << detail::json_num(st.train_accuracy) << ','
-          << detail::json_num(st.val_loss) << ',' << detail::json_num(st.val_accuracy) << ',' << st.seconds << ','
-          << st.samples_per_s << ',' << st.lr << '\n'
+      csv << st.epoch << ',' << detail::json_num(st.train_loss) << ',' << detail::json_num(st.train_accuracy)
+          << ',' << detail::json_num(st.val_loss) << ',' << detail::json_num(st.val_accuracy) << ','
+          << st.seconds << ',' << st.samples_per_s << ',' << st.lr << '\n'
           << std::flush;
     }
     if (jsonl) {
       jsonl << "{\"epoch\":" << st.epoch << ",\"train_loss\":" << detail::json_num(st.train_loss)
             << ",\"train_accuracy\":" << detail::json_num(st.train_accuracy)
-            << ",\"val_loss\":" << detail::json_num(st.val_loss) << ",\"val_accuracy\":" << detail::json_num(st.val_accuracy)
-            << ",\"seconds\":" << detail::json_num(st.seconds) << ",\"samples_per_s\":" << detail::json_num(st.samples_per_s)
+            << ",\"val_loss\":" << detail::json_num(st.val_loss)
+            << ",\"val_accuracy\":" << detail::json_num(st.val_accuracy)
+            << ",\"seconds\":" << detail::json_num(st.seconds)
+            << ",\"samples_per_s\":" << detail::json_num(st.samples_per_s)
             << ",\"lr\":" << detail::json_num(st.lr) << "}\n"
             << std::flush;
     }
@@ -254,14 +262,14 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
 }
 
 /// @brief fit without validation data.
-template <class Model, optim::optimizer Opt, class Loss, class X, class Y>
-fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train, fit_options const& o) {
+template <class Model, optim::optimizer Opt, class Loss, class X, class Y> fit_result
+fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train, fit_options const& o) {
   return fit(model, opt, loss, train, static_cast<data::dataset<X, Y> const*>(nullptr), o);
 }
 /// @brief fit with validation data.
 template <class Model, optim::optimizer Opt, class Loss, class X, class Y>
-fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train, data::dataset<X, Y> const& val,
-               fit_options const& o) {
+fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> const& train,
+               data::dataset<X, Y> const& val, fit_options const& o) {
   return fit(model, opt, loss, train, &val, o);
 }
 

@@ -3,15 +3,15 @@
 /// @brief Activation layers (parameter-free), for use in `sequential` and model structs.
 
 #include "../../expr/elementwise.hpp"
-#include "../../expr/shape_ops.hpp"
 #include "../../expr/nn_ops.hpp"
+#include "../../expr/shape_ops.hpp"
 
 namespace lepton::nn {
 
-#define LEPTON_ACTIVATION_LAYER(NAME, FN, DOC)                                                                \
-  /** @brief DOC layer: `y = FN(x)` (fused into the producing GEMM's epilogue when possible). */            \
+#define LEPTON_ACTIVATION_LAYER(NAME, FN, DOC)                                                               \
+  /** @brief DOC layer: `y = FN(x)` (fused into the producing GEMM's epilogue when possible). */             \
   struct NAME {                                                                                              \
-    template <operand X> auto operator()(X&& x) const { return lepton::FN(std::forward<X>(x)); }            \
+    template <operand X> auto operator()(X&& x) const { return lepton::FN(std::forward<X>(x)); }             \
   };
 LEPTON_ACTIVATION_LAYER(relu, relu, ReLU)
 LEPTON_ACTIVATION_LAYER(tanh, tanh, Tanh)
@@ -19,9 +19,9 @@ LEPTON_ACTIVATION_LAYER(sigmoid, sigmoid, Sigmoid)
 LEPTON_ACTIVATION_LAYER(gelu, gelu, GELU)
 LEPTON_ACTIVATION_LAYER(silu, silu, SiLU)
 LEPTON_ACTIVATION_LAYER(softplus, softplus, Softplus)
-LEPTON_ACTIVATION_LAYER(log_softmax, log_softmax, LogSoftmax (last axis))
-LEPTON_ACTIVATION_LAYER(softmax, softmax, Softmax (last axis))
-LEPTON_ACTIVATION_LAYER(flatten, flatten, Flatten (keeps the batch dimension))
+LEPTON_ACTIVATION_LAYER(log_softmax, log_softmax, LogSoftmax(last axis))
+LEPTON_ACTIVATION_LAYER(softmax, softmax, Softmax(last axis))
+LEPTON_ACTIVATION_LAYER(flatten, flatten, Flatten(keeps the batch dimension))
 #undef LEPTON_ACTIVATION_LAYER
 
 /// @brief LeakyReLU layer with slope `alpha` for negative inputs.

@@ -25,9 +25,9 @@ namespace lepton::nn {
 /// **Example**: `lepton::nn::batch_norm<32> bn;  auto h = lepton::relu(bn(conv(x)));`
 template <std::size_t C, class T = float> struct batch_norm {
   param<T, C> weight{tensor<T, C>(shape_t<1>{C}, T(1))}; ///< gamma (C)
-  param<T, C> bias{};                                      ///< beta (C)
-  mutable tensor<T, C> running_mean{};                     ///< (C) updated in training mode
-  mutable tensor<T, C> running_var{shape_t<1>{C}, T(1)};   ///< (C) updated in training mode
+  param<T, C> bias{};                                    ///< beta (C)
+  mutable tensor<T, C> running_mean{};                   ///< (C) updated in training mode
+  mutable tensor<T, C> running_var{shape_t<1>{C}, T(1)}; ///< (C) updated in training mode
   double momentum = 0.1;
   double eps = 1e-5;
   bool training = true;
@@ -39,7 +39,8 @@ template <std::size_t C, class T = float> struct batch_norm {
     static_assert(E::rank >= 2, "lepton: batch_norm<C> takes an input (batch, C) or (batch, C, H, W)");
     static_assert(batch_norm_channels<C, E::static_dims::values[1]>::value,
                   "lepton: batch_norm<C>: the input's channel dimension is not C");
-    if constexpr (E::rank >= 2 && batch_norm_channels<C, E::static_dims::values[1]>::value) // one error, not two
+    if constexpr (E::rank >= 2 &&
+                  batch_norm_channels<C, E::static_dims::values[1]>::value) // one error, not two
       return lepton::batch_norm(std::forward<X>(x), weight, bias,
                                 {.running_mean = running_mean.data(),
                                  .running_var = running_var.data(),

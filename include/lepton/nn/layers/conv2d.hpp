@@ -27,23 +27,27 @@ struct no_parameter {};
 /// @tparam Stride, Pad, Dilation  the same on both axes   @tparam Bias  whether to add a bias
 /// @tparam T  float or double
 /// **Example**: `lepton::nn::conv2d<1, 32, 3, 3, 1, 1> conv;  auto h = lepton::relu(conv(x)); // x: (batch, 1, 28, 28)`
-template <std::size_t InC, std::size_t OutC, std::size_t KH, std::size_t KW, std::size_t Stride = 1, std::size_t Pad = 0,
-          std::size_t Dilation = 1, bool Bias = true, class T = float>
+template <std::size_t InC, std::size_t OutC, std::size_t KH, std::size_t KW, std::size_t Stride = 1,
+          std::size_t Pad = 0, std::size_t Dilation = 1, bool Bias = true, class T = float>
 struct conv2d {
-  param<T, OutC, InC, KH, KW> weight;                                          ///< (OutC, InC, KH, KW)
+  param<T, OutC, InC, KH, KW> weight; ///< (OutC, InC, KH, KW)
   [[no_unique_address]] std::conditional_t<Bias, param<T, OutC>, detail::no_parameter> bias; ///< (OutC)
   static constexpr std::array<char const*, 2> lepton_names{"weight", "bias"};
 
   template <operand X> auto operator()(X&& x) const {
     using E = lepton::detail::expr_of<X>;
-    static_assert(nchw_input_rank<E::rank>::value,
-                  "lepton: conv2d<InC, OutC, KH, KW, ...> takes an NCHW input (batch, channels, height, width)");
+    static_assert(
+        nchw_input_rank<E::rank>::value,
+        "lepton: conv2d<InC, OutC, KH, KW, ...> takes an NCHW input (batch, channels, height, width)");
     if constexpr (E::rank == 4) {
       static_assert(conv_input_channels<InC, E::static_dims::values[1]>::value,
                     "lepton: conv2d<InC, OutC, KH, KW, ...>: the input's channel dimension is not InC");
-      if constexpr (conv_input_channels<InC, E::static_dims::values[1]>::value) { // one error message, not two
-        if constexpr (Bias) return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight, bias);
-        else return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight);
+      if constexpr (conv_input_channels<InC,
+                                        E::static_dims::values[1]>::value) { // one error message, not two
+        if constexpr (Bias)
+          return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight, bias);
+        else
+          return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight);
       }
     }
   }

@@ -15,9 +15,9 @@ namespace lepton::nn {
 /// In evaluation mode (`lepton::nn::set_training(model, false)`) it passes values through.
 /// **Example**: `lepton::nn::dropout drop{.p = 0.2};  auto h = drop(lepton::relu(fc(x)));`
 struct dropout {
-  double p = 0.5;           ///< drop probability
-  std::uint64_t seed = 0;   ///< base seed of the masks
-  bool training = true;     ///< set by lepton::nn::set_training
+  double p = 0.5;         ///< drop probability
+  std::uint64_t seed = 0; ///< base seed of the masks
+  bool training = true;   ///< set by lepton::nn::set_training
   mutable std::uint64_t calls = 0;
 
   template <operand X> auto operator()(X&& x) const {

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "../../expr/node.hpp"
 #include "../layer.hpp"
 
 namespace lepton::nn {
@@ -18,8 +19,10 @@ template <class L, class... Rest> struct chain<L, Rest...> {
   chain<Rest...> tail;
 };
 template <std::size_t I, class C> constexpr auto& chain_get(C& c) noexcept {
-  if constexpr (I == 0) return c.head;
-  else return chain_get<I - 1>(c.tail);
+  if constexpr (I == 0)
+    return c.head;
+  else
+    return chain_get<I - 1>(c.tail);
 }
 template <class C, class F> void chain_each(C& c, F& f) {
   if constexpr (requires { c.head; }) {
@@ -49,8 +52,10 @@ template <class... L> struct sequential {
 
 private:
   template <std::size_t I, class X> auto apply(X&& x) const {
-    if constexpr (I == sizeof...(L)) return lepton::detail::as_expr(std::forward<X>(x));
-    else return apply<I + 1>(get<I>()(std::forward<X>(x)));
+    if constexpr (I == sizeof...(L))
+      return lepton::detail::as_expr(std::forward<X>(x));
+    else
+      return apply<I + 1>(get<I>()(std::forward<X>(x)));
   }
 };
 
