@@ -120,6 +120,7 @@ TEST_CASE("the allocation counters see operator new and tensor storage", "[data]
   {
     allocation_counter c;
     auto* p = new int(3);
+    asm volatile("" : : "g"(p) : "memory"); // keep the optimiser from eliding the new/delete pair
     delete p;
     lepton::tensor<float, lepton::dyn, 784> t(4);
     c.stop();
