@@ -19,7 +19,7 @@
 #   LEPTON_ASAN_EXCLUDE      with "all": executables left out (default: test_autodiff_alloc
 #                            test_cnn_alloc, which replace malloc itself and so bypass ASan)
 #   LEPTON_RELIABILITY_CALLS inference calls per thread in the concurrency test (default 10000 under
-#                            TSan; 1000 under ASan, where TSan is the check that matters)
+#                            TSan; 256 under ASan, where TSan is the check that matters)
 #   LEPTON_RELIABILITY_SAMPLES samples of the determinism test's epoch under ASan (default 512;
 #                            2048 elsewhere)
 #   LEPTON_FUZZ_SECONDS      seconds per fuzz target (default 20)
@@ -93,7 +93,7 @@ run_asan() {
   labels=$(for t in "${targets[@]}"; do cat "$dir"/tests/*/"${t}"_tests-*.cmake 2>/dev/null; done |
     grep -o 'LABELS [A-Za-z0-9_]*' | awk '{print $2}' | sort -u | paste -sd'|')
   echo "asan: test labels: $labels"
-  timed "asan: test" env LEPTON_RELIABILITY_CALLS="${LEPTON_RELIABILITY_CALLS:-1000}" \
+  timed "asan: test" env LEPTON_RELIABILITY_CALLS="${LEPTON_RELIABILITY_CALLS:-256}" \
     LEPTON_RELIABILITY_SAMPLES="${LEPTON_RELIABILITY_SAMPLES:-512}" \
     ctest --test-dir "$dir" -j "$jobs" --output-on-failure --no-tests=error \
     -L "^(${labels})\$" -LE "^(compile_fail|package)\$" -E "_NOT_BUILT"
