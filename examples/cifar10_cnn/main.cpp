@@ -116,7 +116,6 @@ int main(int argc, char** argv) {
 
     cnn model;
     lp::nn::init(model, lp::init::kaiming_uniform{}, o.seed);
-    lp::nn::reset_batch_norm(model); // init zeroes every rank-1 parameter, gamma included
     lp::optim::adam opt{model, {.lr = o.lr}};
     lp::optim::cosine_lr sched{opt, o.epochs};
     // Images are standardised, so padding with 0 pads with the mean colour.

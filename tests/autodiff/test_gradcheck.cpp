@@ -177,7 +177,7 @@ TEST_CASE("gradcheck: matmul, transpose, softmax and losses", "[autodiff]") {
   }
 }
 
-TEST_CASE("stop_gradient and constant block gradients; params work as leaves", "[autodiff]") {
+TEST_CASE("stop_gradient and constant block gradients, params work as leaves", "[autodiff]") {
   mat x({3, 4}), y({3, 4});
   lepton_test::fill_uniform(x, -1, 1, 1);
   lepton_test::fill_uniform(y, -1, 1, 2);

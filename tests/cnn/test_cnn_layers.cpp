@@ -43,8 +43,10 @@ TEST_CASE("CNN layers: names, parameter count, static shapes, init", "[cnn][nn]"
   for (float v : m.conv2.weight.value.flat()) mx = std::max(mx, double(std::abs(v)));
   REQUIRE(mx <= bound);
   REQUIRE(mx > 0.8 * bound);
-  // init zeroes rank-1 parameters (gamma too); reset_batch_norm restores the batch norm state
-  REQUIRE(m.bn1.weight.value(0) == 0.0f);
+  // init leaves batch_norm in its own initial state (gamma 1, beta 0); reset_batch_norm restores it
+  for (float v : m.bn1.weight.value.flat()) REQUIRE(v == 1.0f);
+  for (float v : m.bn1.bias.value.flat()) REQUIRE(v == 0.0f);
+  m.bn1.weight.value(0) = 3;
   m.bn1.running_mean(1) = 5;
   lp::nn::reset_batch_norm(m);
   for (float v : m.bn1.weight.value.flat()) REQUIRE(v == 1.0f);
@@ -57,7 +59,7 @@ TEST_CASE("CNN layers: names, parameter count, static shapes, init", "[cnn][nn]"
   REQUIRE(fresh.bias.value(2) == 0.0f);
 }
 
-TEST_CASE("CNN layers: layer output equals the op; batch_norm follows set_training", "[cnn][nn]") {
+TEST_CASE("CNN layers: layer output equals the op, batch_norm follows set_training", "[cnn][nn]") {
   lp::nn::conv2d<2, 3, 3, 3, 2, 1, 1, true, double> conv;
   lepton_test::fill_uniform(conv.weight.value, -1, 1, 1);
   lepton_test::fill_uniform(conv.bias.value, -1, 1, 2);

@@ -1,8 +1,12 @@
 // Every elementwise op against a float64 reference, on random inputs, including sizes that are not
 // multiples of the SIMD width, size-1 and zero-size batches, and broadcasting.
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <lepton/lepton.hpp>
+#include <limits>
 #include <support/util.hpp>
 
 namespace lp = lepton;
@@ -70,6 +74,65 @@ TEST_CASE("unary ops match float64 references", "[core][elementwise]") {
   check_unary(
       "clamp", [](mat const& x) { return lp::clamp(x, -0.5, 0.7); },
       [](double v) { return std::min(std::max(v, -0.5), 0.7); }, -2, 2);
+}
+
+TEST_CASE(
+    "float tanh: within 4e-7 relative of tanh over a sweep of every 97th float, odd, saturating, NaN kept",
+    "[core][elementwise]") {
+  // Every 97th float bit pattern in [1e-30, 20), through the SIMD body and the scalar tail alike.
+  std::uint32_t lo, hi;
+  float const flo = 1e-30f, fhi = 20.0f;
+  std::memcpy(&lo, &flo, 4);
+  std::memcpy(&hi, &fhi, 4);
+  std::size_t const n = (hi - lo) / 97;
+  lp::tensor<float, lp::dyn> x(2 * n + 5);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t b = lo + std::uint32_t(i) * 97;
+    float v;
+    std::memcpy(&v, &b, 4);
+    x(2 * i) = v;
+    x(2 * i + 1) = -v;
+  }
+  float const special[5] = {0.0f, std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                            9.5f};
+  for (std::size_t k = 0; k < 5; ++k) x(2 * n + k) = special[k];
+  lp::tensor<float, lp::dyn> y = lp::tanh(x);
+  double worst = 0;
+  for (std::size_t i = 0; i < 2 * n; ++i) {
+    double const r = std::tanh(double(x(i)));
+    worst = std::max(worst, std::abs(double(y(i)) - r) / std::abs(r));
+    REQUIRE(y(i) == -y(i ^ 1)); // odd
+  }
+  INFO("max relative error " << worst);
+  REQUIRE(worst < 4e-7);
+  REQUIRE(y(2 * n) == 0.0f);
+  REQUIRE(y(2 * n + 1) == 1.0f);
+  REQUIRE(y(2 * n + 2) == -1.0f);
+  REQUIRE(std::isnan(y(2 * n + 3)));
+  REQUIRE(y(2 * n + 4) == 1.0f);
+}
+
+TEST_CASE("relu keeps NaN in the fused loop and in the GEMM epilogue", "[core][elementwise]") {
+  float const nan = std::numeric_limits<float>::quiet_NaN();
+  lp::tensor<float, lp::dyn, 19> x(3);
+  fill_uniform(x, -1, 1, 3);
+  x(1, 18) = nan; // the scalar tail of a row
+  x(2, 0) = nan;  // a SIMD lane
+  lp::tensor<float, lp::dyn, 19> y = lp::relu(x);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (std::isnan(x.data()[i]))
+      REQUIRE(std::isnan(y.data()[i]));
+    else
+      REQUIRE(y.data()[i] == std::max(x.data()[i], 0.0f));
+  lp::tensor<float, 19, 5> w;
+  fill_uniform(w, -1, 1, 4);
+  lp::tensor<float, lp::dyn, 5> h = lp::relu(lp::matmul(x, w)); // bias-free epilogue
+  for (std::size_t j = 0; j < 5; ++j) {
+    REQUIRE(std::isnan(h(1, j)));
+    REQUIRE(std::isnan(h(2, j)));
+    REQUIRE_FALSE(std::isnan(h(0, j)));
+  }
 }
 
 TEST_CASE("softplus does not overflow for large inputs", "[core][elementwise]") {

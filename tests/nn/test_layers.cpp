@@ -89,7 +89,7 @@ TEST_CASE("a model of layers computes what its formula says and passes gradcheck
   REQUIRE(r.ok);
 }
 
-TEST_CASE("dropout: training drops with probability p and rescales; evaluation is the identity", "[nn]") {
+TEST_CASE("dropout: training drops with probability p and rescales, evaluation is the identity", "[nn]") {
   lp::nn::dropout drop{.p = 0.3, .seed = 5};
   lp::tensor<float, lp::dyn, 1000> x(20);
   for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = 1.0f;

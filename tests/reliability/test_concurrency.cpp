@@ -1,6 +1,7 @@
 // Concurrency: inference on one const model from 8 user threads is safe (TSan-clean) and
 // bit-identical to a serial run; separate models train concurrently with the results of serial
 // training. See docs/reliability.md ("Thread safety").
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -84,6 +85,46 @@ TEST_CASE("8 threads x N inference calls on one const model are bit-identical to
   for (auto& th : threads) th.join();
   INFO(n_threads << " threads x " << calls << " calls");
   REQUIRE(done.load() == n_threads * calls);
+  REQUIRE(mismatches.load() == 0);
+}
+
+namespace {
+/// A model with a dropout layer: in evaluation mode the layer is the identity and touches no state.
+struct dropout_net {
+  lp::nn::linear<32, 64> fc1;
+  lp::nn::dropout drop{.p = 0.5, .seed = 3};
+  lp::nn::linear<64, 10> fc2;
+  auto operator()(auto const& x) const { return fc2(drop(lp::relu(fc1(x)))); }
+};
+} // namespace
+
+TEST_CASE(
+    "inference through dropout in evaluation mode from 8 threads is race-free and equals the serial run",
+    "[reliability][concurrency]") {
+  rel::thread_count_guard guard;
+  lp::set_num_threads(1);
+  dropout_net m;
+  lp::nn::init(m, lp::init::kaiming_uniform{}, 5);
+  lp::nn::set_training(m, false);
+  dropout_net const& model = m;
+  lp::tensor<float, lp::dyn, 32> x(7);
+  lepton_test::fill_uniform(x, -2.0, 2.0, 9);
+  lp::tensor<float, lp::dyn, 10> reference = model(x);
+  // The identity in evaluation mode: fc2(relu(fc1(x))) computed without the layer.
+  lp::tensor<float, lp::dyn, 10> direct = m.fc2(lp::relu(m.fc1(x)));
+  REQUIRE(std::memcmp(reference.data(), direct.data(), direct.size() * sizeof(float)) == 0);
+  std::size_t const calls = std::min<std::size_t>(rel::env_size("LEPTON_RELIABILITY_CALLS", 10000), 2000);
+  std::atomic<std::size_t> mismatches{0};
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      for (std::size_t i = 0; i < calls; ++i) {
+        lp::tensor<float, lp::dyn, 10> y = model(x);
+        if (std::memcmp(y.data(), reference.data(), y.size() * sizeof(float)) != 0) mismatches.fetch_add(1);
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(m.drop.calls == 0);
   REQUIRE(mismatches.load() == 0);
 }
 

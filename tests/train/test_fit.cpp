@@ -43,7 +43,7 @@ std::vector<float> flat_params(net& m) {
 }
 } // namespace
 
-TEST_CASE("fit learns separable data; evaluate agrees with the last epoch's validation", "[train]") {
+TEST_CASE("fit learns separable data, evaluate agrees with the last epoch's validation", "[train]") {
   auto train = blobs(600, 1), val = blobs(300, 2);
   net m;
   lp::nn::init(m, lp::init::xavier_uniform{}, 5);

@@ -7,6 +7,7 @@
 #include <array>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <span>
@@ -42,6 +43,24 @@ template <std::size_t... Dims> void check_shape(shape_t<sizeof...(Dims)> const& 
   if (!matches(dims<Dims...>{}, s))
     throw shape_error(std::string(where) + ": shape " + to_string(s) + " does not fit the static shape " +
                       to_string(dims<Dims...>{}));
+}
+
+/// The element count of `s` for storage of T, refusing shapes whose count or byte size does not fit
+/// in the address space (value_error naming the shape) before anything is allocated.
+template <class T, std::size_t R> std::size_t checked_alloc_count(shape_t<R> const& s, char const* where) {
+  constexpr std::size_t max_bytes = static_cast<std::size_t>(PTRDIFF_MAX);
+  std::size_t n = 1;
+  bool zero = false;
+  for (std::size_t d : s) zero = zero || d == 0;
+  if (zero) return 0;
+  for (std::size_t d : s) {
+    if (n > max_bytes / sizeof(T) / d)
+      throw value_error(std::string(where) + ": shape " + to_string(s) + " of " + std::to_string(sizeof(T)) +
+                        "-byte elements does not fit in memory (more than " + std::to_string(max_bytes) +
+                        " bytes)");
+    n *= d;
+  }
+  return n;
 }
 } // namespace detail
 
@@ -156,6 +175,7 @@ public:
   /// Filled with `value`.
   tensor(shape_type const& shape, T value) {
     detail::check_shape<Dims...>(shape, "tensor");
+    (void)detail::checked_alloc_count<T>(shape, "tensor");
     m_data = storage_type::from_shape(shape);
     m_data.fill(value);
   }
@@ -213,14 +233,15 @@ public:
   storage_type const& xt() const noexcept { return m_data; }
 
   /// Changes the shape; keeps the memory when the element count is unchanged, else reallocates
-  /// (values are then unspecified).
+  /// (values are then unspecified). Strong guarantee: when the shape is refused (shape_error,
+  /// value_error) or the allocation fails (std::bad_alloc), the tensor is unchanged.
   void resize(shape_type const& shape) {
     detail::check_shape<Dims...>(shape, "tensor::resize");
     if (shape == this->shape()) return;
-    if (shape_size(shape) == size())
+    if (detail::checked_alloc_count<T>(shape, "tensor::resize") == size())
       m_data.reshape(shape);
     else
-      m_data.resize(shape);
+      m_data = storage_type::from_shape(shape); // allocates before it replaces anything
   }
 
   void fill(T value) { m_data.fill(value); }

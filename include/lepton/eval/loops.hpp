@@ -118,20 +118,24 @@ void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
     bool stream = false;
     if constexpr (has_stream_store<V>()) stream = !add && n * sizeof(T) >= stream_threshold_bytes;
     parallel_range(n, parallel_grain, [&](std::size_t b, std::size_t e) {
+      // A local copy of the evaluator: its flags and pointers provably do not change under the
+      // stores to dst, so the compiler keeps them in registers and unswitches the loops on them
+      // (through `ev`, every load re-read them: 1.4x slower fused loops on one core).
+      auto const lev = ev;
       std::size_t i = b;
       if (add) {
-        for (; i + W <= e; i += W) store<V>(dst + i, load<V>(dst + i) + ev.template load_flat<V>(i));
-        for (; i < e; ++i) dst[i] += ev.template load_flat<T>(i);
+        for (; i + W <= e; i += W) store<V>(dst + i, load<V>(dst + i) + lev.template load_flat<V>(i));
+        for (; i < e; ++i) dst[i] += lev.template load_flat<T>(i);
       } else if (stream) {
         // big output: align, then bypass the cache (no read-for-ownership of the destination)
         for (; i < e && reinterpret_cast<std::uintptr_t>(dst + i) % (sizeof(T) * W) != 0; ++i)
-          dst[i] = ev.template load_flat<T>(i);
-        for (; i + W <= e; i += W) stream_store<V>(dst + i, ev.template load_flat<V>(i));
-        for (; i < e; ++i) dst[i] = ev.template load_flat<T>(i);
+          dst[i] = lev.template load_flat<T>(i);
+        for (; i + W <= e; i += W) stream_store<V>(dst + i, lev.template load_flat<V>(i));
+        for (; i < e; ++i) dst[i] = lev.template load_flat<T>(i);
         stream_fence();
       } else {
-        for (; i + W <= e; i += W) store<V>(dst + i, ev.template load_flat<V>(i));
-        for (; i < e; ++i) dst[i] = ev.template load_flat<T>(i);
+        for (; i + W <= e; i += W) store<V>(dst + i, lev.template load_flat<V>(i));
+        for (; i < e; ++i) dst[i] = lev.template load_flat<T>(i);
       }
     });
     return;
@@ -141,6 +145,7 @@ void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
     std::size_t const rows = n / inner;
     parallel_range(rows, std::max<std::size_t>(1, parallel_grain / inner),
                    [&](std::size_t rb, std::size_t re) {
+      auto const lev = ev; // see above
       std::size_t idx[R > 1 ? R - 1 : 1] = {};
       for (std::size_t r = rb; r < re; ++r) {
         unravel_row<R>(r, s, idx);
@@ -148,11 +153,11 @@ void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
         std::size_t c = 0;
         if (add) {
           for (; c + W <= inner; c += W)
-            store<V>(out + c, load<V>(out + c) + ev.template load_row<V, R>(idx, c));
-          for (; c < inner; ++c) out[c] += ev.template load_row<T, R>(idx, c);
+            store<V>(out + c, load<V>(out + c) + lev.template load_row<V, R>(idx, c));
+          for (; c < inner; ++c) out[c] += lev.template load_row<T, R>(idx, c);
         } else {
-          for (; c + W <= inner; c += W) store<V>(out + c, ev.template load_row<V, R>(idx, c));
-          for (; c < inner; ++c) out[c] = ev.template load_row<T, R>(idx, c);
+          for (; c + W <= inner; c += W) store<V>(out + c, lev.template load_row<V, R>(idx, c));
+          for (; c < inner; ++c) out[c] = lev.template load_row<T, R>(idx, c);
         }
       }
     });

@@ -42,7 +42,9 @@ LEPTON_UNARY_OP(rsqrt, splat<V>(1) / m::sqrt(x), g* splat<V>(-0.5) * y * y * y)
 LEPTON_UNARY_OP(square, x* x, g* splat<V>(2) * x)
 LEPTON_UNARY_OP(tanh, m::tanh(x), g*(splat<V>(1) - y * y))
 LEPTON_UNARY_OP(sigmoid, splat<V>(1) / (splat<V>(1) + m::exp(-x)), g* y*(splat<V>(1) - y))
-LEPTON_UNARY_OP(relu, m::max(x, splat<V>(0)), m::select(x > splat<V>(0), g, splat<V>(0)))
+// relu keeps NaN (x < 0 is false for NaN), like PyTorch: max(x, 0) would turn it into 0 and hide a
+// corrupted input from the loss.
+LEPTON_UNARY_OP(relu, m::select(x < splat<V>(0), splat<V>(0), x), m::select(x > splat<V>(0), g, splat<V>(0)))
 // softplus(x) = log(1 + e^x), computed without overflow; its derivative is sigmoid(x).
 LEPTON_UNARY_OP(softplus, m::max(x, splat<V>(0)) + m::log1p(m::exp(-m::abs(x))),
                 g / (splat<V>(1) + m::exp(-x)))
@@ -552,7 +554,7 @@ LEPTON_UNARY_FN(rsqrt, Reciprocal square root 1 / sqrt(x))
 LEPTON_UNARY_FN(square, x* x)
 LEPTON_UNARY_FN(tanh, Hyperbolic tangent)
 LEPTON_UNARY_FN(sigmoid, Logistic function 1 / (1 + e ^ -x))
-LEPTON_UNARY_FN(relu, max(x, 0); gradient 0 at 0)
+LEPTON_UNARY_FN(relu, max(x, 0) with NaN kept as NaN; gradient 0 at 0)
 LEPTON_UNARY_FN(softplus, log(1 + e ^ x) without overflow)
 LEPTON_UNARY_FN(silu, x* sigmoid(x))
 LEPTON_UNARY_FN(gelu, Gaussian error linear unit x* Phi(x)(exact erf form))

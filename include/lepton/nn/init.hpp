@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "../core/error.hpp"
+#include "layer.hpp"
 #include "reflect.hpp"
 
 namespace lepton::init {
@@ -98,13 +99,18 @@ namespace lepton::nn {
 /// @brief Initialises every parameter of `model` with `scheme`, deterministically from `seed`.
 ///
 /// Each parameter draws from its own generator seeded by (seed, its position), so adding a layer
-/// at the end does not change the values of the others.
+/// at the end does not change the values of the others. Layers that define their own initial
+/// state (a member `lepton_reset_parameters()`, e.g. batch_norm: gamma 1, beta 0, fresh running
+/// statistics) are then reset to it instead of keeping the scheme's values.
 /// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);`
 template <class Model, class Scheme> void init(Model& model, Scheme const& scheme, std::uint64_t seed) {
   std::uint64_t index = 0;
   for_each_parameter(model, [&](std::string_view, auto& p) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + (++index) * 0xBF58476D1CE4E5B9ull);
     init::apply(scheme, p, rng);
+  });
+  for_each_object(model, [](auto& obj) {
+    if constexpr (requires { obj.lepton_reset_parameters(); }) obj.lepton_reset_parameters();
   });
 }
 

@@ -17,9 +17,8 @@ namespace lepton::nn {
 /// variance, weight `momentum`) every time the expression is evaluated; in evaluation mode it uses
 /// the running statistics. `weight` (gamma) starts at 1 and `bias` (beta) at 0.
 ///
-/// `lepton::nn::init` sets every rank-1 parameter to zero, gamma included: call
-/// lepton::nn::reset_batch_norm(model) after it (it restores gamma = 1, beta = 0 and fresh running
-/// statistics in every batch_norm layer of the model).
+/// `lepton::nn::init` leaves batch_norm layers in this initial state (gamma = 1, beta = 0, fresh
+/// running statistics), whatever the scheme; lepton::nn::reset_batch_norm(model) restores it later.
 /// The running statistics are plain tensors, not parameters: optimizers do not see them.
 /// @tparam C  channels (dimension 1 of the input)   @tparam T  float or double
 /// **Example**: `lepton::nn::batch_norm<32> bn;  auto h = lepton::relu(bn(conv(x)));`
@@ -59,8 +58,8 @@ template <std::size_t C, class T = float> struct batch_norm {
 };
 
 /// @brief Restores every batch_norm layer of `model` to its initial state (gamma 1, beta 0, running
-///        statistics 0 and 1). Call it after lepton::nn::init, which zeroes rank-1 parameters.
-/// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);  lepton::nn::reset_batch_norm(model);`
+///        statistics 0 and 1), e.g. to retrain a model from its current convolution weights.
+/// **Example**: `lepton::nn::reset_batch_norm(model);`
 template <class Model> void reset_batch_norm(Model& model) {
   for_each_object(model, [](auto& obj) {
     if constexpr (requires { obj.lepton_reset_parameters(); }) obj.lepton_reset_parameters();

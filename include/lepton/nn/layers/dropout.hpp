@@ -2,7 +2,6 @@
 /// @file dropout.hpp
 /// @brief `lepton::nn::dropout`: inverted dropout in training mode, identity in evaluation mode.
 
-#include <atomic>
 #include <cstdint>
 
 #include "../../expr/dropout.hpp"
@@ -18,11 +17,14 @@ struct dropout {
   double p = 0.5;         ///< drop probability
   std::uint64_t seed = 0; ///< base seed of the masks
   bool training = true;   ///< set by lepton::nn::set_training
+  /// Training-mode calls so far (the mask counter). Evaluation mode neither reads nor writes it, so
+  /// a const model in evaluation mode can run inference from many threads at once; training-mode
+  /// calls must come from one thread.
   mutable std::uint64_t calls = 0;
 
   template <operand X> auto operator()(X&& x) const {
-    double const q = training ? p : 0.0;
-    return lepton::dropout(std::forward<X>(x), q, seed * 0x9E3779B97F4A7C15ull + (++calls));
+    if (!training) return lepton::dropout(std::forward<X>(x), 0.0, 0);
+    return lepton::dropout(std::forward<X>(x), p, seed * 0x9E3779B97F4A7C15ull + (++calls));
   }
 };
 
