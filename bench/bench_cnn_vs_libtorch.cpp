@@ -8,6 +8,7 @@
 //   bench_cnn_vs_libtorch [--batch B] [--threads N] [google benchmark flags]
 // Last line of stdout: one JSON object.
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 #include <lepton/lepton.hpp>
 #include <lepton/nn/layers/conv2d.hpp>
 #include <lepton/nn/layers/pooling.hpp>
@@ -230,6 +231,9 @@ int main(int argc, char** argv) {
   lp::set_num_threads(g_threads);
 #if LEPTON_BENCH_HAVE_TORCH
   torch::set_num_threads(int(g_threads));
+  // libtorch's GEMMs (im2col convolutions, linear layers) run in OpenBLAS, whose thread pool
+  // ignores torch::set_num_threads.
+  openblas_set_num_threads(int(g_threads));
 #endif
   benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) {
     lepton_step(s, true);
