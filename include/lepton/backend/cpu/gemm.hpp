@@ -189,18 +189,20 @@ LEPTON_ALWAYS_INLINE void store_partial(xsimd::batch<T> const& x, T* p, std::siz
 /// The micro-kernel: C[0:rows, 0:cols] = alpha * A_sliver * B_sliver + beta * C (C not read if
 /// beta == 0), computed as an MR x (NV * W) register tile, MR <= mr and NV <= nv.
 ///
-/// `a` is an A sliver, k-major (`a[k * mr + i]`) when KMajorA, else i-major (`a[i * a_stride + k]`);
+/// `a` is an A sliver, k-major (`a[k * a_step + i]`, a_step = mr when packed, lda when A is read in
+/// place) when KMajorA, else i-major (`a[i * a_stride + k]`, a_step unused);
 /// `b` is a B sliver, `b[k * nr + j]`, aligned. rows <= MR and cols <= NV * W select what is stored;
 /// smaller MR / NV instances serve the edges of C so that they do not pay for a full tile.
 /// Each element is one FMA chain over k in k order followed by the same final formula whatever the
 /// instance, which is what makes results independent of tile placement and thread count.
 template <class T, bool KMajorA, std::size_t MR, std::size_t NV>
 void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, T* __restrict c,
-                  std::size_t ldc, T alpha, T beta, std::size_t rows, std::size_t cols) noexcept {
+                  std::size_t ldc, T alpha, T beta, std::size_t rows, std::size_t cols,
+                  std::size_t a_step = gemm_blocking<T>::mr) noexcept {
   using P = gemm_blocking<T>;
   using batch = typename P::batch;
   constexpr std::size_t w = P::simd_width;
-  constexpr std::size_t a_k = KMajorA ? P::mr : 1;
+  std::size_t const a_k = KMajorA ? a_step : 1;
   constexpr std::size_t a_i = KMajorA ? 1 : P::a_stride;
 
   batch acc[MR][NV];
@@ -256,17 +258,17 @@ void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, 
 
 /// Runs the smallest micro-kernel instance whose tile covers rows x cols: the row counts mr, 8, 4, 2,
 /// 1 (those <= mr) times 1..nv vectors.
-template <class T, bool KMajorA> void tile_kernel(std::size_t rows, std::size_t cols, std::size_t kc,
-                                                  T const* a, T const* b, T* c, std::size_t ldc, T alpha,
-                                                  T beta) noexcept {
+template <class T, bool KMajorA>
+void tile_kernel(std::size_t rows, std::size_t cols, std::size_t kc, T const* a, T const* b, T* c,
+                 std::size_t ldc, T alpha, T beta, std::size_t a_step = gemm_blocking<T>::mr) noexcept {
   using P = gemm_blocking<T>;
   constexpr std::size_t w = P::simd_width;
   auto with_rows = [&]<std::size_t R>(std::integral_constant<std::size_t, R>) {
     static_assert(P::nv == 2, "lepton: tile_kernel dispatches on nv == 2");
     if (cols > w)
-      micro_kernel<T, KMajorA, R, 2>(kc, a, b, c, ldc, alpha, beta, rows, cols);
+      micro_kernel<T, KMajorA, R, 2>(kc, a, b, c, ldc, alpha, beta, rows, cols, a_step);
     else
-      micro_kernel<T, KMajorA, R, 1>(kc, a, b, c, ldc, alpha, beta, rows, cols);
+      micro_kernel<T, KMajorA, R, 1>(kc, a, b, c, ldc, alpha, beta, rows, cols, a_step);
   };
   using std::integral_constant;
   static_assert(P::mr >= 4, "lepton: tile_kernel assumes mr >= 4");
@@ -513,27 +515,39 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
   constexpr std::size_t mr = P::mr, nr = P::nr;
   std::size_t const kb = k_block<T>(g.k);
 
+  // A k-major A (a transposed operand, e.g. x^T in a weight gradient x^T dy) already holds each
+  // strip as rows of `lda` floats: when C has at most two register tiles of columns, every strip is
+  // read once or twice, and packing it would cost as much as the kernel's own pass over it. Full
+  // strips are then read in place; only a last partial strip (rows < mr) is packed (zero padded).
+  bool const direct_a = KMajorA && g.trans_a && n1 - n0 <= 2 * nr;
   for (std::size_t ic = m0; ic < m1; ic += P::mc) {
     std::size_t const mc = std::min(P::mc, m1 - ic);
     for (std::size_t p0 = 0; p0 < g.k; p0 += kb) {
       std::size_t const kc = std::min(kb, g.k - p0);
       bool const last = p0 + kc == g.k;
       T const beta = p0 == 0 ? g.beta : T(1);
-      pack_a(g, ic, mc, p0, kc, ap);
+      std::size_t const full = mc / mr * mr; // rows of the strips read in place when direct_a
+      if (!direct_a)
+        pack_a(g, ic, mc, p0, kc, ap);
+      else if (full < mc)
+        pack_a(g, ic + full, mc - full, p0, kc, ap + full * P::a_stride);
       for (std::size_t jc = n0; jc < n1; jc += P::nc) {
         std::size_t const nc = std::min(P::nc, n1 - jc);
         pack_b(g, p0, kc, jc, nc, bp);
         for (std::size_t ir = 0; ir < mc; ir += mr) {
           std::size_t const rows = std::min(mr, mc - ir);
-          T const* as = ap + ir * P::a_stride;
+          bool const in_place = direct_a && ir < full;
+          T const* as = in_place ? g.a + p0 * g.lda + ic + ir : ap + ir * P::a_stride;
+          std::size_t const a_step = in_place ? g.lda : mr;
           T* crow = g.c + (ic + ir) * g.ldc + jc;
           for (std::size_t jr = 0; jr < nc; jr += nr) {
             std::size_t const cols = std::min(nr, nc - jr);
             if (rows == mr && cols == nr)
               micro_kernel<T, KMajorA, mr, P::nv>(kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta, mr,
-                                                  nr);
+                                                  nr, a_step);
             else
-              tile_kernel<T, KMajorA>(rows, cols, kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta);
+              tile_kernel<T, KMajorA>(rows, cols, kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta,
+                                      a_step);
           }
           // The strip [ir, ir + rows) x [jc, jc + nc) is final and still in L1/L2. Calling per tile
           // instead measured slower (the epilogue's loads chase the kernel's just-issued stores),
