@@ -134,28 +134,22 @@ void shapes_and_mismatches() {
   auto names_both = [](lepton::shape_error const& e) {
     return contains(e.what(), "(5, 3)") && contains(e.what(), "(4, 3)");
   };
-  bool ok = false;
-  try {
-    lc::copy_into(wrong, dm, s);
-  } catch (lepton::shape_error const& e) {
-    ok = names_both(e);
-  }
-  expect(ok, "copy_into host to device: shape_error names both shapes");
-  ok = false;
-  try {
-    lc::copy_into(dm, wrong, s);
-  } catch (lepton::shape_error const& e) {
-    ok = names_both(e);
-  }
-  expect(ok, "copy_into device to host: shape_error names both shapes");
+  // Whether f throws a shape_error whose message names both shapes.
+  auto refused_naming_both = [&](auto&& f) {
+    try {
+      f();
+    } catch (lepton::shape_error const& e) {
+      return names_both(e);
+    }
+    return false;
+  };
+  expect(refused_naming_both([&] { lc::copy_into(wrong, dm, s); }),
+         "copy_into host to device: shape_error names both shapes");
+  expect(refused_naming_both([&] { lc::copy_into(dm, wrong, s); }),
+         "copy_into device to host: shape_error names both shapes");
   lc::device_tensor<float, lepton::dyn, 3> dwrong(5);
-  ok = false;
-  try {
-    lc::copy_into(dwrong, dm, s);
-  } catch (lepton::shape_error const& e) {
-    ok = names_both(e);
-  }
-  expect(ok, "copy_into device to device: shape_error names both shapes");
+  expect(refused_naming_both([&] { lc::copy_into(dwrong, dm, s); }),
+         "copy_into device to device: shape_error names both shapes");
 
   auto moved = std::move(dm);
   expect(dm.size() == 0 && dm.data() == nullptr && moved.size() == 12, "moving a device tensor");

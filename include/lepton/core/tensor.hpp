@@ -49,10 +49,8 @@ template <std::size_t... Dims> void check_shape(shape_t<sizeof...(Dims)> const& 
 /// in the address space (value_error naming the shape) before anything is allocated.
 template <class T, std::size_t R> std::size_t checked_alloc_count(shape_t<R> const& s, char const* where) {
   constexpr std::size_t max_bytes = static_cast<std::size_t>(PTRDIFF_MAX);
+  if (std::find(s.begin(), s.end(), std::size_t{0}) != s.end()) return 0;
   std::size_t n = 1;
-  bool zero = false;
-  for (std::size_t d : s) zero = zero || d == 0;
-  if (zero) return 0;
   for (std::size_t d : s) {
     if (n > max_bytes / sizeof(T) / d)
       throw value_error(std::string(where) + ": shape " + to_string(s) + " of " + std::to_string(sizeof(T)) +
