@@ -280,13 +280,16 @@ struct layer_shape {
 std::vector<layer_shape> const epilogue_shapes = {
     {64, 784, 256}, {256, 784, 256}, {1024, 128, 1024}, {1024, 1024, 1024}, {8192, 128, 1024}};
 
-/// A linear + ReLU layer y = relu(x w + bias): GEMM with the fused bias + ReLU epilogue against GEMM
-/// followed by a separate bias + ReLU pass (which gets the pool too, split by rows).
+/// A linear + ReLU layer y = relu(x w + bias): GEMM with the fused bias + ReLU register epilogue
+/// (applied to the accumulators before the store) against GEMM followed by a separate bias + ReLU
+/// pass (which gets the pool too, split by rows).
 void bm_gemm_bias_relu(benchmark::State& state, layer_shape s) {
   aligned_vector<float> const x = random_floats(s.m * s.k, 3), w = random_floats(s.k * s.n, 4);
   aligned_vector<float> const bias = random_floats(s.n, 5);
   aligned_vector<float> y_fused(s.m * s.n), y_separate(s.m * s.n);
-  bias_relu const epi_fused{y_fused.data(), s.n, bias.data()};
+  // The fused form lepton uses for relu(x w + b): bias + relu on the accumulator registers.
+  lepton::detail::cpu::gemm_bias_act<float> const epi_fused{bias.data(),
+                                                            lepton::detail::cpu::gemm_activation::relu};
   bias_relu const epi_separate{y_separate.data(), s.n, bias.data()};
   std::size_t const grain_rows = std::max<std::size_t>(1, (std::size_t{1} << 16) / s.n);
   auto [t_fused, t_separate] = time_pair(

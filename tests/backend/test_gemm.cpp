@@ -268,6 +268,84 @@ TEST_CASE("gemm with a fused bias + relu epilogue equals gemm followed by bias +
   CHECK(std::memcmp(fused.data(), plain.data(), m * n * sizeof(float)) == 0);
 }
 
+namespace {
+/// Checks gemm with a gemm_bias_act epilogue against gemm followed by the same bias + activation
+/// computed element by element in T (bitwise equal: same float operations), for both outputs.
+template <class T> void check_bias_act(gemm_case const& g, lepton::detail::cpu::gemm_activation act,
+                                       bool with_bias, bool separate_out) {
+  using lepton::detail::cpu::gemm_activation;
+  using lepton::detail::cpu::gemm_bias_act;
+  INFO(describe(g) << (sizeof(T) == 4 ? " float" : " double") << " act=" << int(act) << " bias=" << with_bias
+                   << " separate_out=" << separate_out);
+  operands<T> o(g, 5);
+  std::vector<T> bias(g.n);
+  for (std::size_t j = 0; j < g.n; ++j) bias[j] = T(double(j % 11) * 0.07 - 0.35);
+  // A NaN in one bias column must stay NaN through relu (NaN is not clamped to 0).
+  if (with_bias && g.n > 3) bias[3] = std::numeric_limits<T>::quiet_NaN();
+  // The expected values: plain gemm, then y = act(c + bias) in T.
+  std::vector<T> plain = o.c;
+  gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(g.alpha), o.a.data(), o.lda, o.b.data(), o.ldb, T(g.beta),
+          plain.data(), o.ldc);
+  std::vector<T> want_y(g.m * g.n);
+  for (std::size_t i = 0; i < g.m; ++i)
+    for (std::size_t j = 0; j < g.n; ++j) {
+      T v = plain[i * o.ldc + j];
+      if (with_bias) v = v + bias[j];
+      want_y[i * g.n + j] = act == gemm_activation::relu && v < T(0) ? T(0) : v;
+    }
+  std::size_t const ldo = g.n + 5;
+  std::vector<T> c = o.c, y(g.m * ldo, std::numeric_limits<T>::quiet_NaN());
+  gemm_bias_act<T> const ep{with_bias ? bias.data() : nullptr, act, separate_out ? y.data() : nullptr,
+                            separate_out ? ldo : 0};
+  gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(g.alpha), o.a.data(), o.lda, o.b.data(), o.ldb, T(g.beta), c.data(),
+          o.ldc, ep);
+  std::size_t bad = 0, pad_written = 0;
+  for (std::size_t i = 0; i < g.m; ++i) {
+    for (std::size_t j = 0; j < g.n; ++j) {
+      T const got_y = separate_out ? y[i * ldo + j] : c[i * o.ldc + j];
+      T const want = want_y[i * g.n + j];
+      bool const same = std::isnan(want) ? std::isnan(got_y) : std::memcmp(&got_y, &want, sizeof(T)) == 0;
+      if (!same && bad++ < 5) UNSCOPED_INFO("y(" << i << "," << j << ") = " << got_y << ", want " << want);
+      // With a separate output, C keeps the product itself (the pre-activation).
+      if (separate_out && std::memcmp(&c[i * o.ldc + j], &plain[i * o.ldc + j], sizeof(T)) != 0 && bad++ < 5)
+        UNSCOPED_INFO("C(" << i << "," << j << ") = " << c[i * o.ldc + j] << ", want "
+                           << plain[i * o.ldc + j]);
+    }
+    for (std::size_t j = g.n; j < o.ldc; ++j) pad_written += !std::isnan(c[i * o.ldc + j]);
+    for (std::size_t j = g.n; separate_out && j < ldo; ++j) pad_written += !std::isnan(y[i * ldo + j]);
+  }
+  CHECK(bad == 0);
+  CHECK(pad_written == 0);
+}
+} // namespace
+
+TEST_CASE("gemm with a register bias + activation epilogue equals gemm then bias + activation",
+          "[backend][gemm]") {
+  using lepton::detail::cpu::gemm_activation;
+  std::size_t const threads_before = lepton::num_threads();
+  struct shape {
+    bool ta, tb;
+    std::size_t m, n, k;
+    double beta;
+  };
+  // Edge tiles in both directions, several k blocks (the epilogue must wait for the last one), the
+  // in-place transposed-A path (n <= 2 nr), k == 0, and sizes that split across threads.
+  for (std::size_t threads : {std::size_t{1}, std::size_t{2}}) {
+    lepton::set_num_threads(threads);
+    for (shape s : {shape{false, false, 1, 1, 1, 0.0}, shape{false, false, 15, 33, 7, 0.0},
+                    shape{false, false, 64, 256, 784, 0.0}, shape{true, false, 45, 20, 300, 0.5},
+                    shape{false, true, 100, 129, 600, 0.25}, shape{true, true, 257, 300, 100, 0.0},
+                    shape{false, false, 9, 17, 0, 0.5}, shape{false, false, 300, 1100, 64, 0.0}}) {
+      gemm_case const g{s.ta, s.tb, s.m, s.n, s.k, 1.0, s.beta, 1, 2, 3};
+      for (gemm_activation act : {gemm_activation::identity, gemm_activation::relu})
+        for (bool with_bias : {false, true})
+          for (bool separate_out : {false, true}) check_bias_act<float>(g, act, with_bias, separate_out);
+      check_bias_act<double>(g, gemm_activation::relu, true, true);
+    }
+  }
+  lepton::set_num_threads(threads_before);
+}
+
 TEST_CASE("gemm results are bitwise identical for 1, 2 and 3 threads", "[backend][gemm]") {
   std::size_t const threads_before = lepton::num_threads();
   struct shape {

@@ -25,11 +25,24 @@ struct node_of<Ev> {
   using type = typename Ev::node;
 };
 
+/// Recognises the groups `act(matmul(x, w) + b)` (act = identity or relu, b a rank-1 buffer) that
+/// run as the GEMM's register epilogue; specialised in expr/linalg.hpp, where `run(ctx, ev, dst)`
+/// evaluates such a group into dst and returns false (having done nothing) when the shapes do not
+/// fit that form (a bias that is itself broadcast).
+template <class Ev> struct bias_act_group {
+  static constexpr bool value = false;
+};
+
 /// Evaluates `ev` (not yet forwarded) into contiguous memory `dst` shaped like `ev.shape()`.
-/// A 2-D group reading exactly one matmul of its own shape runs as that GEMM's epilogue: each C
-/// block is transformed right after the GEMM finishes it, while it is still in cache.
+/// `act(matmul + bias)` applies bias and activation to the GEMM's accumulators before they are
+/// stored (bias_act_group). Any other 2-D group reading exactly one matmul of its own shape runs as
+/// that GEMM's block epilogue: each C block is transformed right after the GEMM finishes it, while
+/// it is still in cache.
 template <class T, class Ev> void materialise_into_impl(eval_context& ctx, Ev& ev, T* dst) {
   auto const s = ev.shape();
+  if constexpr (bias_act_group<Ev>::value) {
+    if (bias_act_group<Ev>::run(ctx, ev, dst)) return;
+  }
   if constexpr (is_gemm_ev<Ev>) {
     ev.set_output(dst);
     ev.forward(ctx, nullptr);

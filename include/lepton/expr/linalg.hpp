@@ -146,6 +146,63 @@ private:
   }
 };
 
+/// The parts of a group `matmul + bias` or `bias + matmul` (bias of rank 1).
+template <class AddEv> struct bias_add_parts;
+template <class A, class B, class C>
+  requires(C::rank == 1)
+struct bias_add_parts<evaluator<binary_node<op::add, matmul_node<A, B>, C>>> {
+  using gemm_ev = evaluator<matmul_node<A, B>>;
+  using bias_ev = evaluator<C>;
+  template <class E> static gemm_ev& gemm(E& add) { return add.a; }
+  template <class E> static bias_ev& bias(E& add) { return add.b; }
+};
+template <class A, class B, class C>
+  requires(C::rank == 1)
+struct bias_add_parts<evaluator<binary_node<op::add, C, matmul_node<A, B>>>> {
+  using gemm_ev = evaluator<matmul_node<A, B>>;
+  using bias_ev = evaluator<C>;
+  template <class E> static gemm_ev& gemm(E& add) { return add.b; }
+  template <class E> static bias_ev& bias(E& add) { return add.a; }
+};
+
+/// `act(matmul + bias)` as a register epilogue: the GEMM applies bias + act to its accumulators
+/// before the store. In a pass that keeps values for the backward (ctx.keep_values), the matmul's
+/// own buffer still receives the product (relu's derivative recomputes x w + b from it) and dst the
+/// activation, both from the same registers; otherwise the GEMM writes the activation into dst.
+template <class AddEv, cpu::gemm_activation Act> struct bias_act_run {
+  using parts = bias_add_parts<AddEv>;
+  static constexpr bool value = parts::bias_ev::has_buffer;
+  template <class Ev, class T> static bool run_parts(eval_context& ctx, Ev& ev, AddEv& add, T* dst) {
+    auto& mm = parts::gemm(add);
+    auto& bias = parts::bias(add);
+    shape_t<2> const s = mm.shape();
+    if (bias.shape()[0] != s[1] || add.shape() != s) return false; // a broadcast bias: generic path
+    if (!ctx.keep_values) mm.set_output(dst);
+    ev.forward(ctx, &mm); // the matmul's operands (the GEMM itself is deferred) and the bias
+    cpu::gemm_bias_act<T> const ep{bias.buffer().ptr, Act, ctx.keep_values ? dst : nullptr, s[1]};
+    mm.run_gemm(ep);
+    ev.bind(s); // as the generic path leaves it (anomaly mode reads the group back)
+    return true;
+  }
+};
+
+template <class A, class B>
+  requires requires { typename bias_add_parts<evaluator<binary_node<op::add, A, B>>>::gemm_ev; }
+struct bias_act_group<evaluator<binary_node<op::add, A, B>>>
+    : bias_act_run<evaluator<binary_node<op::add, A, B>>, cpu::gemm_activation::identity> {
+  template <class Ev, class T> static bool run(eval_context& ctx, Ev& ev, T* dst) {
+    return bias_act_group::run_parts(ctx, ev, ev, dst);
+  }
+};
+template <class A, class B>
+  requires requires { typename bias_add_parts<evaluator<binary_node<op::add, A, B>>>::gemm_ev; }
+struct bias_act_group<evaluator<unary_node<op::relu, binary_node<op::add, A, B>>>>
+    : bias_act_run<evaluator<binary_node<op::add, A, B>>, cpu::gemm_activation::relu> {
+  template <class Ev, class T> static bool run(eval_context& ctx, Ev& ev, T* dst) {
+    return bias_act_group::run_parts(ctx, ev, ev.a, dst);
+  }
+};
+
 template <class A, class B> struct describe<matmul_node<A, B>> {
   static std::string get() { return "matmul(" + describe<A>::get() + ", " + describe<B>::get() + ")"; }
 };

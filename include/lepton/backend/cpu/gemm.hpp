@@ -55,6 +55,34 @@ struct no_epilogue {
   void operator()(std::size_t, std::size_t, std::size_t, std::size_t) const noexcept {}
 };
 
+/// @brief The activations a bias_act epilogue can apply in registers.
+enum class gemm_activation {
+  identity, ///< y = x
+  relu      ///< y = x < 0 ? 0 : x (NaN stays NaN, like lepton::relu)
+};
+
+/// @brief A GEMM epilogue applied to the accumulator registers of each finished micro-tile, before
+///        anything is stored: `out = act(C + bias)` with `bias` indexed by the column of C.
+///
+/// Pass it as gemm()'s epilogue argument. C still receives the product itself (alpha * op(A) op(B)
+/// + beta * C) when `out` is set, so a training step keeps the pre-activation for the backward pass
+/// while `out` gets the activation, both from the same registers; with `out == nullptr` the
+/// activation overwrites C and the pre-activation is never stored. Either way no pass re-reads C.
+/// The values are bitwise those of gemm() followed by `act(c + bias[j])` in float arithmetic.
+///
+/// **Example**:
+/// @code
+/// // y = relu(x w + bias): (64, 784) x (784, 256), bias of 256, in one pass over y.
+/// gemm<float>(false, false, 64, 256, 784, 1.f, x, 784, w, 256, 0.f, y, 256,
+///             gemm_bias_act<float>{bias, gemm_activation::relu});
+/// @endcode
+template <class T> struct gemm_bias_act {
+  T const* bias = nullptr;                         ///< n values, one per column of C; nullptr: no bias
+  gemm_activation act = gemm_activation::identity; ///< the activation applied after the bias
+  T* out = nullptr;    ///< act(C + bias) goes here (row stride ldo); nullptr: into C
+  std::size_t ldo = 0; ///< row stride of out (>= n when out is set)
+};
+
 /// @brief Register and cache blocking of the GEMM for element type T on the compile-time SIMD arch.
 ///
 /// The micro-tile is `mr x nr` with `nr = 2` vectors: with 32 vector registers (AVX-512, NEON64)
@@ -186,6 +214,34 @@ LEPTON_ALWAYS_INLINE void store_partial(xsimd::batch<T> const& x, T* p, std::siz
   }
 }
 
+/// The register epilogue for an edge tile, applied after the tile was stored: reads the rows x cols
+/// values at c (just written, in L1) and writes act(c + bias) to ep.out, or back to c.
+template <class T>
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+void bias_act_tile(gemm_bias_act<T> const& ep, T const* c, std::size_t ldc, std::size_t rows,
+                   std::size_t cols) noexcept {
+  using batch = xsimd::batch<T>;
+  constexpr std::size_t w = batch::size;
+  bool const relu = ep.act == gemm_activation::relu;
+  auto act = [&](batch y) { return relu ? xsimd::select(y < batch(T(0)), batch(T(0)), y) : y; };
+  for (std::size_t i = 0; i < rows; ++i) {
+    T const* ci = c + i * ldc;
+    T* yi = ep.out ? ep.out + i * ep.ldo : const_cast<T*>(ci);
+    std::size_t j = 0;
+    for (; j + w <= cols; j += w) {
+      batch const b = ep.bias ? batch::load_unaligned(ep.bias + j) : batch(T(0));
+      act(batch::load_unaligned(ci + j) + b).store_unaligned(yi + j);
+    }
+    if (j < cols) {
+      std::size_t const n = cols - j;
+      batch const b = ep.bias ? load_partial<T>(ep.bias + j, n) : batch(T(0));
+      store_partial(act(load_partial<T>(ci + j, n) + b), yi + j, n);
+    }
+  }
+}
+
 /// The micro-kernel: C[0:rows, 0:cols] = alpha * A_sliver * B_sliver + beta * C (C not read if
 /// beta == 0), computed as an MR x (NV * W) register tile, MR <= mr and NV <= nv.
 ///
@@ -195,10 +251,12 @@ LEPTON_ALWAYS_INLINE void store_partial(xsimd::batch<T> const& x, T* p, std::siz
 /// smaller MR / NV instances serve the edges of C so that they do not pay for a full tile.
 /// Each element is one FMA chain over k in k order followed by the same final formula whatever the
 /// instance, which is what makes results independent of tile placement and thread count.
+/// `ep` (last k block only): bias + activation on the results in registers, with `ep->bias` and
+/// `ep->out` already offset to this tile's first column / element (see gemm_bias_act).
 template <class T, bool KMajorA, std::size_t MR, std::size_t NV>
 void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, T* __restrict c,
                   std::size_t ldc, T alpha, T beta, std::size_t rows, std::size_t cols,
-                  std::size_t a_step = gemm_blocking<T>::mr) noexcept {
+                  std::size_t a_step = gemm_blocking<T>::mr, gemm_bias_act<T> const* ep = nullptr) noexcept {
   using P = gemm_blocking<T>;
   using batch = typename P::batch;
   constexpr std::size_t w = P::simd_width;
@@ -231,6 +289,34 @@ void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, 
   auto result = [&](batch const& x, T const* ci) LEPTON_GEMM_INLINE_LAMBDA {
     return read_c ? fmadd(x, va, batch::load_unaligned(ci) * vb) : x * va;
   };
+  if constexpr (MR == P::mr && NV == P::nv) {
+    // A full tile of the full-size instance (nearly all of C): bias + activation in registers. The
+    // product goes to C only when ep->out takes the activation; otherwise the activation replaces it.
+    if (ep && rows == MR && cols == NV * w) {
+      batch bias[NV];
+      static_for<NV>([&](auto v) LEPTON_GEMM_INLINE_LAMBDA {
+        bias[v] = ep->bias ? batch::load_unaligned(ep->bias + v * w) : batch(T(0));
+      });
+      T* const out = ep->out;
+      std::size_t const ldo = out ? ep->ldo : ldc;
+      auto store_all = [&](auto act) LEPTON_GEMM_INLINE_LAMBDA {
+        static_for<MR>([&](auto i) LEPTON_GEMM_INLINE_LAMBDA {
+          static_for<NV>([&](auto v) LEPTON_GEMM_INLINE_LAMBDA {
+            T* ci = c + i * ldc + v * w;
+            batch const r = result(acc[i][v], ci);
+            if (out) r.store_unaligned(ci);
+            act(r + bias[v]).store_unaligned((out ? out : c) + i * ldo + v * w);
+          });
+        });
+      };
+      if (ep->act == gemm_activation::relu)
+        store_all([](batch const& y)
+                      LEPTON_GEMM_INLINE_LAMBDA { return xsimd::select(y < batch(T(0)), batch(T(0)), y); });
+      else
+        store_all([](batch const& y) LEPTON_GEMM_INLINE_LAMBDA { return y; });
+      return;
+    }
+  }
   if (rows == MR && cols == NV * w) {
     static_for<MR>([&](auto i) LEPTON_GEMM_INLINE_LAMBDA {
       static_for<NV>([&](auto v) LEPTON_GEMM_INLINE_LAMBDA {
@@ -238,37 +324,41 @@ void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, 
         result(acc[i][v], ci).store_unaligned(ci);
       });
     });
-    return;
-  }
-  // Partial tile: whole vectors where they fit, the last one partially; the arithmetic is the same.
-  static_for<MR>([&](auto i) {
-    if (i >= rows) return;
-    static_for<NV>([&](auto v) {
-      T* ci = c + i * ldc + v * w;
-      if ((v + 1) * w <= cols) {
-        result(acc[i][v], ci).store_unaligned(ci);
-      } else if (v * w < cols) {
-        std::size_t const n = cols - v * w;
-        batch const old = read_c ? load_partial<T>(ci, n) : batch(T(0));
-        store_partial(read_c ? fmadd(acc[i][v], va, old * vb) : acc[i][v] * va, ci, n);
-      }
+  } else {
+    // Partial tile: whole vectors where they fit, the last one partially; the arithmetic is the same.
+    static_for<MR>([&](auto i) {
+      if (i >= rows) return;
+      static_for<NV>([&](auto v) {
+        T* ci = c + i * ldc + v * w;
+        if ((v + 1) * w <= cols) {
+          result(acc[i][v], ci).store_unaligned(ci);
+        } else if (v * w < cols) {
+          std::size_t const n = cols - v * w;
+          batch const old = read_c ? load_partial<T>(ci, n) : batch(T(0));
+          store_partial(read_c ? fmadd(acc[i][v], va, old * vb) : acc[i][v] * va, ci, n);
+        }
+      });
     });
-  });
+  }
+  // Edge tiles take the epilogue after their store, from L1 (bias_act_tile): the many small
+  // instances stay small (compile time), and edges are a small part of C.
+  if (ep) bias_act_tile(*ep, c, ldc, rows, cols);
 }
 
 /// Runs the smallest micro-kernel instance whose tile covers rows x cols: the row counts mr, 8, 4, 2,
 /// 1 (those <= mr) times 1..nv vectors.
-template <class T, bool KMajorA>
-void tile_kernel(std::size_t rows, std::size_t cols, std::size_t kc, T const* a, T const* b, T* c,
-                 std::size_t ldc, T alpha, T beta, std::size_t a_step = gemm_blocking<T>::mr) noexcept {
+template <class T, bool KMajorA> void tile_kernel(std::size_t rows, std::size_t cols, std::size_t kc,
+                                                  T const* a, T const* b, T* c, std::size_t ldc, T alpha,
+                                                  T beta, std::size_t a_step = gemm_blocking<T>::mr,
+                                                  gemm_bias_act<T> const* ep = nullptr) noexcept {
   using P = gemm_blocking<T>;
   constexpr std::size_t w = P::simd_width;
   auto with_rows = [&]<std::size_t R>(std::integral_constant<std::size_t, R>) {
     static_assert(P::nv == 2, "lepton: tile_kernel dispatches on nv == 2");
     if (cols > w)
-      micro_kernel<T, KMajorA, R, 2>(kc, a, b, c, ldc, alpha, beta, rows, cols, a_step);
+      micro_kernel<T, KMajorA, R, 2>(kc, a, b, c, ldc, alpha, beta, rows, cols, a_step, ep);
     else
-      micro_kernel<T, KMajorA, R, 1>(kc, a, b, c, ldc, alpha, beta, rows, cols, a_step);
+      micro_kernel<T, KMajorA, R, 1>(kc, a, b, c, ldc, alpha, beta, rows, cols, a_step, ep);
   };
   using std::integral_constant;
   static_assert(P::mr >= 4, "lepton: tile_kernel assumes mr >= 4");
@@ -341,6 +431,7 @@ template <class T> struct gemm_problem {
   T beta;
   T* c;
   std::size_t ldc;
+  gemm_bias_act<T> const* bias_act = nullptr; ///< register epilogue of the last k block, or none
 };
 
 /// dst[0, n) = src[0, n) and dst[n, total) = 0, with vector moves; reads nothing past src + n and
@@ -542,12 +633,21 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
           T* crow = g.c + (ic + ir) * g.ldc + jc;
           for (std::size_t jr = 0; jr < nc; jr += nr) {
             std::size_t const cols = std::min(nr, nc - jr);
+            // The register epilogue of the last k block, offset to this tile.
+            gemm_bias_act<T> tile_ep;
+            gemm_bias_act<T> const* ep = nullptr;
+            if (last && g.bias_act) {
+              tile_ep = *g.bias_act;
+              if (tile_ep.bias) tile_ep.bias += jc + jr;
+              if (tile_ep.out) tile_ep.out += (ic + ir) * tile_ep.ldo + jc + jr;
+              ep = &tile_ep;
+            }
             if (rows == mr && cols == nr)
               micro_kernel<T, KMajorA, mr, P::nv>(kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta, mr,
-                                                  nr, a_step);
+                                                  nr, a_step, ep);
             else
               tile_kernel<T, KMajorA>(rows, cols, kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta,
-                                      a_step);
+                                      a_step, ep);
           }
           // The strip [ir, ir + rows) x [jc, jc + nc) is final and still in L1/L2. Calling per tile
           // instead measured slower (the epilogue's loads chase the kernel's just-issued stores),
@@ -559,14 +659,22 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
   }
 }
 
-/// C = beta * C (C = 0 when beta == 0, without reading it), for k == 0 or alpha == 0.
+/// C = beta * C (C = 0 when beta == 0, without reading it), for k == 0 or alpha == 0; then the
+/// register epilogue's bias + activation, if any, element by element.
 template <class T> void scale_c(gemm_problem<T> const& g) noexcept {
+  gemm_bias_act<T> const* ep = g.bias_act;
   for (std::size_t i = 0; i < g.m; ++i) {
     T* row = g.c + i * g.ldc;
     if (g.beta == T(0))
       std::fill_n(row, g.n, T(0));
     else
       for (std::size_t j = 0; j < g.n; ++j) row[j] *= g.beta;
+    if (!ep) continue;
+    T* y = ep->out ? ep->out + i * ep->ldo : row;
+    for (std::size_t j = 0; j < g.n; ++j) {
+      T const v = ep->bias ? row[j] + ep->bias[j] : row[j];
+      y[j] = ep->act == gemm_activation::relu && v < T(0) ? T(0) : v;
+    }
   }
 }
 
@@ -588,7 +696,9 @@ template <class T> void run(gemm_problem<T> const& g, epilogue_ref epi);
 ///
 /// `epi(i0, i1, j0, j1)` is called exactly once for each block [i0, i1) x [j0, j1) of C right after
 /// the block holds its final values, while it is still in cache; the blocks are disjoint and cover C.
-/// Calls may come concurrently from pool threads. This is where a caller fuses bias + activation.
+/// Calls may come concurrently from pool threads. An arbitrary elementwise group fuses here.
+/// `epi` may instead be a gemm_bias_act<T>: bias + relu/identity applied in registers before the
+/// first store, which costs no pass over C at all (the form lepton uses for relu(x w + b)).
 ///
 /// Uses up to `lepton::num_threads()` threads for large products; the result is bitwise the same
 /// for every thread count. Allocates nothing once each thread has packed its largest problem.
@@ -612,16 +722,25 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
   assert(ldc >= n && "lepton: gemm needs ldc >= n");
   assert((k == 0 || lda >= (trans_a ? m : k)) && "lepton: gemm needs lda >= the stored row length of A");
   assert((k == 0 || ldb >= (trans_b ? k : n)) && "lepton: gemm needs ldb >= the stored row length of B");
-  gemm_impl::gemm_problem<T> const g{trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
-  if (k == 0 || alpha == T(0)) {
-    gemm_impl::scale_c(g);
-    epi(std::size_t{0}, m, std::size_t{0}, n);
-    return;
+  gemm_impl::gemm_problem<T> g{trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+  if constexpr (std::is_same_v<Epilogue, gemm_bias_act<T>>) {
+    assert((!epi.out || epi.ldo >= n) && "lepton: gemm_bias_act needs ldo >= n");
+    g.bias_act = &epi;
+    if (k == 0 || alpha == T(0))
+      gemm_impl::scale_c(g);
+    else
+      gemm_impl::run<T>(g, gemm_impl::epilogue_ref{});
+  } else {
+    if (k == 0 || alpha == T(0)) {
+      gemm_impl::scale_c(g);
+      epi(std::size_t{0}, m, std::size_t{0}, n);
+      return;
+    }
+    if constexpr (std::is_same_v<Epilogue, no_epilogue>)
+      gemm_impl::run<T>(g, gemm_impl::epilogue_ref{});
+    else
+      gemm_impl::run<T>(g, gemm_impl::epilogue_ref(epi));
   }
-  if constexpr (std::is_same_v<Epilogue, no_epilogue>)
-    gemm_impl::run<T>(g, gemm_impl::epilogue_ref{});
-  else
-    gemm_impl::run<T>(g, gemm_impl::epilogue_ref(epi));
 }
 
 namespace gemm_impl {
