@@ -346,6 +346,40 @@ TEST_CASE("gemm with a register bias + activation epilogue equals gemm then bias
   lepton::set_num_threads(threads_before);
 }
 
+namespace {
+/// B of exactly nr columns, 64-byte aligned with ldb == nr, is read in place (no packing). Checks
+/// that case bitwise against the same product with B copied to ldb = nr + 1 (packed as usual).
+template <class T> void check_direct_b(std::size_t m, std::size_t k) {
+  constexpr std::size_t nr = lepton::detail::cpu::gemm_blocking<T>::nr;
+  INFO("m=" << m << " k=" << k << " nr=" << nr << (sizeof(T) == 4 ? " float" : " double"));
+  gemm_case const g{false, false, m, nr, k, 1.0, 0.0};
+  operands<T> o(g, 13);
+  std::vector<T, xsimd::aligned_allocator<T, 64>> b_direct(k * nr);
+  std::vector<T> b_padded(k * (nr + 1), std::numeric_limits<T>::quiet_NaN());
+  for (std::size_t p = 0; p < k; ++p)
+    for (std::size_t j = 0; j < nr; ++j)
+      b_direct[p * nr + j] = b_padded[p * (nr + 1) + j] = o.b[p * o.ldb + j];
+  std::vector<T> c_direct(m * nr), c_packed(m * nr);
+  gemm<T>(false, false, m, nr, k, T(1), o.a.data(), o.lda, b_direct.data(), nr, T(0), c_direct.data(), nr);
+  gemm<T>(false, false, m, nr, k, T(1), o.a.data(), o.lda, b_padded.data(), nr + 1, T(0), c_packed.data(),
+          nr);
+  CHECK(std::memcmp(c_direct.data(), c_packed.data(), m * nr * sizeof(T)) == 0);
+  std::vector<double> want, tol;
+  reference(g, o, want, tol);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < m * nr; ++i) bad += !(std::abs(double(c_direct[i]) - want[i]) <= tol[i]);
+  CHECK(bad == 0);
+}
+} // namespace
+
+TEST_CASE("gemm reads a B of exactly nr aligned columns in place", "[backend][gemm]") {
+  for (std::size_t m : {1, 14, 32, 45})
+    for (std::size_t k : {1, 33, 784}) {
+      check_direct_b<float>(m, k);
+      check_direct_b<double>(m, k);
+    }
+}
+
 TEST_CASE("gemm results are bitwise identical for 1, 2 and 3 threads", "[backend][gemm]") {
   std::size_t const threads_before = lepton::num_threads();
   struct shape {

@@ -46,24 +46,39 @@ template <class A, class L> struct softmax_xent_node : expr_base<softmax_xent_no
 
 namespace detail {
 
-/// Row statistics of a (rows, n) block: max and log(sum(exp(x - max))).
+/// The last n (< lanes) elements at p as one vector, the other lanes set to `fill`: a short row
+/// (10 classes) then costs one vector exp instead of n scalar calls into libm.
+template <class V, class T> LEPTON_ALWAYS_INLINE V load_tail(T const* p, std::size_t n, T fill) {
+  alignas(64) T tmp[lanes_v<V>];
+  for (std::size_t i = 0; i < lanes_v<V>; ++i) tmp[i] = i < n ? p[i] : fill;
+  return load<V>(tmp);
+}
+/// Stores the first n (< lanes) lanes of v at p.
+template <class V, class T> LEPTON_ALWAYS_INLINE void store_tail(T* p, std::size_t n, V v) {
+  alignas(64) T tmp[lanes_v<V>];
+  store<V>(tmp, v);
+  for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
+}
+
+/// Row statistics of a (rows, n) block: max and log(sum(exp(x - max))). The tail of the row is
+/// one vector padded with -inf (exp(-inf - max) = 0 adds nothing).
 template <class T> LEPTON_ALWAYS_INLINE void row_stats(T const* x, std::size_t n, T& mx, T& logs) {
   using V = simd_t<T>;
   constexpr std::size_t W = lanes_v<V>;
-  V vm = splat<V>(-std::numeric_limits<T>::infinity());
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  V vm = splat<V>(ninf);
   std::size_t c = 0;
   for (; c + W <= n; c += W) vm = m::max(vm, load<V>(x + c));
-  T mv = static_cast<T>(m::hmax(vm));
-  for (; c < n; ++c) mv = x[c] > mv ? x[c] : mv;
-  if (mv == -std::numeric_limits<T>::infinity() || n == 0) mv = T(0);
+  std::size_t const tail = n - c;
+  V const vt = tail ? load_tail<V>(x + c, tail, ninf) : splat<V>(ninf);
+  T mv = static_cast<T>(m::hmax(m::max(vm, vt)));
+  if (mv == ninf || n == 0) mv = T(0);
   V vs = splat<V>(T(0));
   V vmx = splat<V>(mv);
-  c = 0;
-  for (; c + W <= n; c += W) vs = vs + m::exp(load<V>(x + c) - vmx);
-  T s = static_cast<T>(m::hsum(vs));
-  for (; c < n; ++c) s += std::exp(x[c] - mv);
+  for (c = 0; c + W <= n; c += W) vs = vs + m::exp(load<V>(x + c) - vmx);
+  if (tail) vs = vs + m::exp(vt - vmx);
   mx = mv;
-  logs = std::log(s);
+  logs = std::log(static_cast<T>(m::hsum(vs)));
 }
 
 template <bool Log, class A> struct evaluator<softmax_node<Log, A>> {
@@ -103,9 +118,9 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>> {
           V t = (load<V>(x + c) - vm) - vl;
           store<V>(y + c, Log ? t : m::exp(t));
         }
-        for (; c < n; ++c) {
-          T t = (x[c] - mx) - logs;
-          y[c] = Log ? t : std::exp(t);
+        if (c < n) {
+          V t = (load_tail<V>(x + c, n - c, T(0)) - vm) - vl;
+          store_tail<V>(y + c, n - c, Log ? t : m::exp(t));
         }
       }
     });
@@ -261,7 +276,8 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>> {
             V vm = splat<V>(stats[3 * r]), vl = splat<V>(stats[3 * r + 1]), vg = splat<V>(gr);
             std::size_t c = 0;
             for (; c + W <= C; c += W) store<V>(dr + c, vg * m::exp((load<V>(x + c) - vm) - vl));
-            for (; c < C; ++c) dr[c] = gr * std::exp((x[c] - stats[3 * r]) - stats[3 * r + 1]);
+            if (c < C)
+              store_tail<V>(dr + c, C - c, vg * m::exp((load_tail<V>(x + c, C - c, T(0)) - vm) - vl));
             if constexpr (hard)
               dr[static_cast<std::size_t>(m_labels[r])] -= gv.ptr[r];
             else

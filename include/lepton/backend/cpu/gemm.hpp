@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -245,8 +246,8 @@ void bias_act_tile(gemm_bias_act<T> const& ep, T const* c, std::size_t ldc, std:
 /// The micro-kernel: C[0:rows, 0:cols] = alpha * A_sliver * B_sliver + beta * C (C not read if
 /// beta == 0), computed as an MR x (NV * W) register tile, MR <= mr and NV <= nv.
 ///
-/// `a` is an A sliver, k-major (`a[k * a_step + i]`, a_step = mr when packed, lda when A is read in
-/// place) when KMajorA, else i-major (`a[i * a_stride + k]`, a_step unused);
+/// `a` is an A sliver, k-major (`a[k * a_step + i]`, a_step = mr when packed) when KMajorA, else
+/// i-major (`a[i * a_step + k]`, a_step = a_stride when packed); a_step = lda when A is read in place;
 /// `b` is a B sliver, `b[k * nr + j]`, aligned. rows <= MR and cols <= NV * W select what is stored;
 /// smaller MR / NV instances serve the edges of C so that they do not pay for a full tile.
 /// Each element is one FMA chain over k in k order followed by the same final formula whatever the
@@ -255,13 +256,13 @@ void bias_act_tile(gemm_bias_act<T> const& ep, T const* c, std::size_t ldc, std:
 /// `ep->out` already offset to this tile's first column / element (see gemm_bias_act).
 template <class T, bool KMajorA, std::size_t MR, std::size_t NV>
 void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, T* __restrict c,
-                  std::size_t ldc, T alpha, T beta, std::size_t rows, std::size_t cols,
-                  std::size_t a_step = gemm_blocking<T>::mr, gemm_bias_act<T> const* ep = nullptr) noexcept {
+                  std::size_t ldc, T alpha, T beta, std::size_t rows, std::size_t cols, std::size_t a_step,
+                  gemm_bias_act<T> const* ep = nullptr) noexcept {
   using P = gemm_blocking<T>;
   using batch = typename P::batch;
   constexpr std::size_t w = P::simd_width;
   std::size_t const a_k = KMajorA ? a_step : 1;
-  constexpr std::size_t a_i = KMajorA ? 1 : P::a_stride;
+  std::size_t const a_i = KMajorA ? 1 : a_step;
 
   batch acc[MR][NV];
   static_for<MR>([&](auto i) LEPTON_GEMM_INLINE_LAMBDA {
@@ -349,7 +350,7 @@ void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, 
 /// 1 (those <= mr) times 1..nv vectors.
 template <class T, bool KMajorA> void tile_kernel(std::size_t rows, std::size_t cols, std::size_t kc,
                                                   T const* a, T const* b, T* c, std::size_t ldc, T alpha,
-                                                  T beta, std::size_t a_step = gemm_blocking<T>::mr,
+                                                  T beta, std::size_t a_step,
                                                   gemm_bias_act<T> const* ep = nullptr) noexcept {
   using P = gemm_blocking<T>;
   constexpr std::size_t w = P::simd_width;
@@ -606,11 +607,16 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
   constexpr std::size_t mr = P::mr, nr = P::nr;
   std::size_t const kb = k_block<T>(g.k);
 
-  // A k-major A (a transposed operand, e.g. x^T in a weight gradient x^T dy) already holds each
-  // strip as rows of `lda` floats: when C has at most two register tiles of columns, every strip is
-  // read once or twice, and packing it would cost as much as the kernel's own pass over it. Full
-  // strips are then read in place; only a last partial strip (rows < mr) is packed (zero padded).
-  bool const direct_a = KMajorA && g.trans_a && n1 - n0 <= 2 * nr;
+  // When C has at most two register tiles of columns, every A strip is read once or twice, and
+  // packing it would cost as much as the kernel's own pass over it: full strips are then read in
+  // place, k-major (a transposed A, e.g. x^T in a weight gradient x^T dy: rows of `lda` floats per
+  // k) or i-major (a plain A, e.g. the batch x in a narrow layer x w: `lda` floats per row). Only a
+  // last partial strip (rows < mr) is packed (zero padded).
+  bool const direct_a = n1 - n0 <= 2 * nr;
+  // A B of exactly nr columns, stored k x nr and aligned, is already in the packed sliver layout
+  // (b[k * nr + j]): the kernel reads it in place (a layer of 32 outputs with AVX-512 floats).
+  bool const direct_b = !g.trans_b && n0 == 0 && n1 == nr && g.n == nr && g.ldb == nr &&
+                        reinterpret_cast<std::uintptr_t>(g.b) % 64 == 0;
   for (std::size_t ic = m0; ic < m1; ic += P::mc) {
     std::size_t const mc = std::min(P::mc, m1 - ic);
     for (std::size_t p0 = 0; p0 < g.k; p0 += kb) {
@@ -624,12 +630,15 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
         pack_a(g, ic + full, mc - full, p0, kc, ap + full * P::a_stride);
       for (std::size_t jc = n0; jc < n1; jc += P::nc) {
         std::size_t const nc = std::min(P::nc, n1 - jc);
-        pack_b(g, p0, kc, jc, nc, bp);
+        T const* const bpk = direct_b ? g.b + p0 * nr : bp;
+        if (!direct_b) pack_b(g, p0, kc, jc, nc, bp);
         for (std::size_t ir = 0; ir < mc; ir += mr) {
           std::size_t const rows = std::min(mr, mc - ir);
           bool const in_place = direct_a && ir < full;
-          T const* as = in_place ? g.a + p0 * g.lda + ic + ir : ap + ir * P::a_stride;
-          std::size_t const a_step = in_place ? g.lda : mr;
+          T const* as = !in_place ? ap + ir * P::a_stride
+                        : KMajorA ? g.a + p0 * g.lda + ic + ir
+                                  : g.a + (ic + ir) * g.lda + p0;
+          std::size_t const a_step = in_place ? g.lda : KMajorA ? mr : P::a_stride;
           T* crow = g.c + (ic + ir) * g.ldc + jc;
           for (std::size_t jr = 0; jr < nc; jr += nr) {
             std::size_t const cols = std::min(nr, nc - jr);
@@ -643,10 +652,10 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
               ep = &tile_ep;
             }
             if (rows == mr && cols == nr)
-              micro_kernel<T, KMajorA, mr, P::nv>(kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta, mr,
+              micro_kernel<T, KMajorA, mr, P::nv>(kc, as, bpk + jr * kc, crow + jr, g.ldc, g.alpha, beta, mr,
                                                   nr, a_step, ep);
             else
-              tile_kernel<T, KMajorA>(rows, cols, kc, as, bp + jr * kc, crow + jr, g.ldc, g.alpha, beta,
+              tile_kernel<T, KMajorA>(rows, cols, kc, as, bpk + jr * kc, crow + jr, g.ldc, g.alpha, beta,
                                       a_step, ep);
           }
           // The strip [ir, ir + rows) x [jc, jc + nc) is final and still in L1/L2. Calling per tile
