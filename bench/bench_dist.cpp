@@ -2,7 +2,7 @@
 // under `mpirun -np N`. Run it with -np 1 and -np 2 (1 lepton thread per rank) and divide the
 // samples/s: the scaling figure of issue P9 (target >= 1.7x for 2 ranks on 2 free cores).
 //
-//   mpirun -np 2 bench_dist [--batch 128] [--steps 300] [--threads 1] [--mode allreduce|ordered]
+//   mpirun -np 2 bench_dist [--batch 128] [--steps 300] [--threads 1] [--mode allreduce|ordered|shared_memory]
 //                           [--bucket-kb 0] [--repeat 3]
 //
 // Each repetition times `steps` steps (after 20 warm-up steps) and splits a step into compute
@@ -83,10 +83,11 @@ int main(int argc, char** argv) {
     lp::nn::init(model, lp::init::kaiming_uniform{}, 1);
     lp::dist::broadcast_parameters(c, model);
     lp::optim::adam<float> opt{model, {.lr = 1e-3}};
-    lp::dist::grad_reducer<float> red(
-        c, model,
-        {.mode = mode == "ordered" ? lp::dist::reduction::ordered : lp::dist::reduction::allreduce,
-         .bucket_bytes = bucket_kb * 1024});
+    lp::dist::grad_reducer<float> red(c, model,
+                                      {.mode = mode == "ordered"         ? lp::dist::reduction::ordered
+                                               : mode == "shared_memory" ? lp::dist::reduction::shared_memory
+                                                                         : lp::dist::reduction::allreduce,
+                                       .bucket_bytes = bucket_kb * 1024});
     lp::dist::shard_loader<X, Y> ld(data, {.batch = batch, .seed = 1}, c);
 
     using clock = std::chrono::steady_clock;

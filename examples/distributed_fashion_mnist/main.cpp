@@ -2,7 +2,7 @@
 // fashion_mnist_mlp example, distributed. Launch with mpirun (see docs/distributed.md):
 //
 //   mpirun -np 2 distributed_fashion_mnist [--data DIR] [--epochs N] [--batch B] [--threads T]
-//          [--seed S] [--lr LR] [--reduce allreduce|ordered] [--bucket-kb K] [--timeout SECONDS]
+//          [--seed S] [--lr LR] [--reduce allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout SECONDS]
 //          [--checkpoint-dir DIR] [--resume FILE] [--log-csv FILE]
 //
 // --batch is the global batch (all ranks together): N ranks each train on B/N samples per step
@@ -44,7 +44,8 @@ struct options {
     std::cerr << "distributed_fashion_mnist: " << msg << "\n"
               << "usage: mpirun -np N distributed_fashion_mnist [--data DIR] [--epochs N] [--batch B] "
                  "[--threads T] "
-                 "[--seed S] [--lr LR] [--reduce allreduce|ordered] [--bucket-kb K] [--timeout SECONDS] "
+                 "[--seed S] [--lr LR] [--reduce allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout "
+                 "SECONDS] "
                  "[--checkpoint-dir DIR] [--resume FILE] [--log-csv FILE]\n";
   // Every rank parses the same arguments and gets here: end cleanly, nobody waits for anyone.
   MPI_Finalize();
@@ -95,7 +96,8 @@ options parse(int argc, char** argv) {
       usage_error("unknown option " + std::string(a));
   }
   if (o.batch == 0) usage_error("--batch must be > 0");
-  if (o.reduce != "allreduce" && o.reduce != "ordered") usage_error("--reduce must be allreduce or ordered");
+  if (o.reduce != "allreduce" && o.reduce != "ordered" && o.reduce != "shared_memory")
+    usage_error("--reduce must be allreduce, ordered or shared_memory");
   return o;
 }
 
@@ -144,8 +146,9 @@ int main(int argc, char** argv) {
                                    [&](lp::train::epoch_stats const& st) {
       if (ckpt) (*ckpt)(st);
                                }},
-         {.reduce = {.mode = o.reduce == "ordered" ? lp::dist::reduction::ordered
-                                                   : lp::dist::reduction::allreduce,
+         {.reduce = {.mode = o.reduce == "ordered"         ? lp::dist::reduction::ordered
+                             : o.reduce == "shared_memory" ? lp::dist::reduction::shared_memory
+                                                           : lp::dist::reduction::allreduce,
                      .bucket_bytes = o.bucket_kb * 1024}});
     if (hist.history.empty()) return 0;
     double samples = 0, seconds = 0;

@@ -2,7 +2,10 @@
 // clear message within bounded time, never hang. Run under `mpirun -np 2` and checked by
 // expect_failure.cmake (exit status, message, elapsed time).
 //
-//   test_dist_fail throw|hang|exit|terminate|nonfinite|ok [--timeout SECONDS]
+//   test_dist_fail throw|hang|exit|terminate|nonfinite|ok [--timeout SECONDS] [--shm]
+//
+// --shm: the gradients are summed with reduction::shared_memory (flag barriers in a shared
+// segment instead of MPI requests), which must detect a failed peer the same way.
 #include "dist_util.hpp"
 
 #include <chrono>
@@ -15,9 +18,12 @@ int main(int argc, char** argv) {
   lp::dist::environment env(argc, argv);
   std::string const mode = argc > 1 ? argv[1] : "ok";
   auto& c = env.world();
-  for (int i = 2; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--timeout") == 0)
+  bool shm = false;
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
       c.set_timeout(std::chrono::milliseconds(long(std::atof(argv[i + 1]) * 1000)));
+    if (std::strcmp(argv[i], "--shm") == 0) shm = true;
+  }
   lp::set_num_threads(1);
   int const victim = c.size() - 1; // the last rank fails
   bool const me = c.rank() == victim && c.size() > 1;
@@ -37,7 +43,8 @@ int main(int argc, char** argv) {
                     {.broadcast_initial = false});
       return 0;
     }
-    lp::dist::grad_reducer<float> red(c, m);
+    lp::dist::grad_reducer<float> red(
+        c, m, {.mode = shm ? lp::dist::reduction::shared_memory : lp::dist::reduction::allreduce});
     lp::dist::shard_loader<X, Y> ld(data, {.batch = 64, .seed = 1}, c);
     std::size_t step = 0;
     for (std::size_t e = 0; e < 100; ++e) {

@@ -160,6 +160,12 @@ int main(int argc, char** argv) {
     auto d_ordered = run_dist<mlp, adam_t>(c, data, adam, batch, epochs, ordered);
     auto d_bucket =
         run_dist<mlp, adam_t>(c, data, adam, batch, epochs, {.reduce = {.bucket_bytes = 64 * 1024}});
+    // Shared memory sums in rank order like `ordered`: the same bits for any N.
+    auto d_shm = run_dist<mlp, adam_t>(c, data, adam, batch, epochs,
+                                       {.reduce = {.mode = lp::dist::reduction::shared_memory}});
+    DIST_CHECK(compare(d_shm, d_ordered).differing == 0, "shared_memory != ordered");
+    auto d_shm_odd =
+        run_dist<mlp, adam_t>(c, data, adam, 99, 2, {.reduce = {.mode = lp::dist::reduction::shared_memory}});
     if (N <= 2) {
       DIST_CHECK(compare(d_ordered, d_adam).differing == 0, "ordered != allreduce");
       DIST_CHECK(compare(d_bucket, d_adam).differing == 0, "bucketed != one buffer");
@@ -167,6 +173,7 @@ int main(int argc, char** argv) {
     // SGD with momentum, and an uneven global batch (99 = 49 + 50 on 2 ranks, last batch 64).
     auto d_sgd = run_dist<mlp, sgd_t>(c, data, sgd, batch, epochs, ordered);
     auto d_odd = run_dist<mlp, adam_t>(c, data, adam, 99, 2, ordered);
+    DIST_CHECK(compare(d_shm_odd, d_odd).differing == 0, "shared_memory != ordered (uneven batch)");
 
     // ---- The same network with tanh, for the tolerance comparison with train::fit.
     lp::train::fit_result tanh_adam_hist, tanh_sgd_hist;

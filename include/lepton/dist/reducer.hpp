@@ -21,15 +21,36 @@
 ///   It moves the same bytes as a ring all-reduce (2 (N-1)/N of the buffer per rank) and gives
 ///   bit-identical results on every rank and in every run for any N, whatever MPI's tuning.
 ///
+/// - `reduction::shared_memory`: for ranks that share one machine (checked at construction). The
+///   ranks map one POSIX shared-memory segment; each packs its weighted gradient straight into its
+///   own slot of it, rank r sums chunk r of every slot in rank order (the same arithmetic as
+///   `ordered`, so bit-identical to it) and every rank unpacks the sums from the owners' slots.
+///   No MPI call per step: two flag barriers in the segment, waited on with the communicator's
+///   timeout like the MPI modes. Slots are double-buffered by step parity, so a fast rank may
+///   pack step s + 1 while a slower one still unpacks step s.
+///
 /// Overlap with the backward pass itself is not possible yet: `lepton::backward` is one call with
 /// no per-parameter completion hook, so the reduction starts when backward returns.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include <fcntl.h>
+#include <sched.h>
 #include <span>
 #include <string>
 #include <string_view>
+#include <sys/mman.h>
 #include <type_traits>
+#include <unistd.h>
 #include <vector>
 
 #include "../nn/reflect.hpp"
@@ -39,7 +60,133 @@
 namespace lepton::dist {
 
 /// @brief How gradients are summed over the ranks (see the file comment).
-enum class reduction { allreduce, ordered };
+enum class reduction {
+  allreduce,    ///< MPI_Iallreduce (whole buffer or buckets)
+  ordered,      ///< reduce-scatter, sum in rank order, all-gather: bit-identical for any N
+  shared_memory ///< ranks on one machine: sum in rank order through a shared segment (= ordered)
+};
+
+namespace detail {
+
+/// One POSIX shared-memory segment mapped by every rank of a communicator whose ranks all run on
+/// this machine. Collective construction; the name is unlinked as soon as every rank has mapped
+/// it, so nothing is left in /dev/shm even if the job is killed.
+class shm_segment {
+public:
+  shm_segment() = default;
+  shm_segment(communicator const& c, std::size_t bytes) : m_bytes(bytes) {
+    MPI_Comm local = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(c.get(), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local),
+          "MPI_Comm_split_type(shared memory)");
+    int local_size = 0;
+    MPI_Comm_size(local, &local_size);
+    MPI_Comm_free(&local);
+    if (local_size != c.size())
+      throw dist_error("dist::grad_reducer: reduction::shared_memory needs every rank on one machine (" +
+                       std::to_string(local_size) + " of " + std::to_string(c.size()) +
+                       " ranks share this one); use reduction::allreduce or ordered across machines");
+    char name[64] = {};
+    std::string err;
+    if (c.rank() == 0) {
+      std::random_device rd;
+      std::snprintf(name, sizeof name, "/lepton-%ld-%08x", long(::getpid()), unsigned(rd()));
+      int const fd = ::shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+      if (fd < 0)
+        err = std::string("shm_open(") + name + ") failed: " + std::strerror(errno);
+      else {
+        if (::ftruncate(fd, off_t(bytes)) != 0)
+          err = "ftruncate of the shared segment to " + std::to_string(bytes) +
+                " bytes failed: " + std::strerror(errno);
+        ::close(fd);
+      }
+      if (!err.empty()) name[0] = '\0';
+    }
+    MPI_Request req = MPI_REQUEST_NULL;
+    check(MPI_Ibcast(name, int(sizeof name), MPI_CHAR, 0, c.get(), &req), "MPI_Ibcast(segment name)");
+    wait_one(c, req, "shared-memory segment setup");
+    if (name[0] != '\0' && err.empty()) {
+      int const fd = ::shm_open(name, O_RDWR, 0600);
+      if (fd < 0)
+        err = std::string("shm_open(") + name + ") failed: " + std::strerror(errno);
+      else {
+        void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ::close(fd);
+        if (p == MAP_FAILED)
+          err = "mmap of the shared segment (" + std::to_string(bytes) +
+                " bytes) failed: " + std::strerror(errno);
+        else
+          m_ptr = p;
+      }
+    } else if (err.empty()) {
+      err = "rank 0 could not create the shared segment";
+    }
+    int ok = err.empty() ? 1 : 0;
+    check(MPI_Iallreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c.get(), &req),
+          "MPI_Iallreduce(segment ok)");
+    wait_one(c, req, "shared-memory segment setup");
+    if (c.rank() == 0 && name[0] != '\0') ::shm_unlink(name); // every rank has it mapped (or failed)
+    if (!ok) {
+      release();
+      throw dist_error("dist::grad_reducer: shared-memory segment: " +
+                       (err.empty() ? std::string("another rank failed to map it") : err));
+    }
+  }
+  shm_segment(shm_segment const&) = delete;
+  shm_segment& operator=(shm_segment const&) = delete;
+  shm_segment(shm_segment&& o) noexcept : m_ptr(std::exchange(o.m_ptr, nullptr)), m_bytes(o.m_bytes) {}
+  shm_segment& operator=(shm_segment&& o) noexcept {
+    if (this != &o) {
+      release();
+      m_ptr = std::exchange(o.m_ptr, nullptr);
+      m_bytes = o.m_bytes;
+    }
+    return *this;
+  }
+  ~shm_segment() { release(); }
+  std::byte* data() const noexcept { return static_cast<std::byte*>(m_ptr); }
+
+private:
+  void release() noexcept {
+    if (m_ptr) ::munmap(m_ptr, m_bytes);
+    m_ptr = nullptr;
+  }
+  void* m_ptr = nullptr;
+  std::size_t m_bytes = 0;
+};
+
+/// Waits until `ready()` holds, with wait_all's policy: spin, then yield, then sleep; abort the
+/// job naming `what` when the communicator's timeout passes.
+template <class Ready> void wait_until(communicator const& c, Ready&& ready, char const* what) {
+  using clock = std::chrono::steady_clock;
+  auto const t0 = clock::now();
+  bool slow = false;
+  for (std::size_t polls = 0;; ++polls) {
+    if (ready()) return;
+    if (polls < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      continue;
+    }
+    if (slow)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    else
+      sched_yield();
+    if ((polls & 15) == 0) {
+      auto const waited = clock::now() - t0;
+      slow = waited > std::chrono::milliseconds(10);
+      if (c.timeout().count() > 0 && waited > c.timeout()) {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%g", double(c.timeout().count()) / 1000.0);
+        abort_job(rank_tag() + ": " + what + " did not complete within " + secs +
+                      " s: another rank failed, exited early or is stuck; aborting the job",
+                  3);
+      }
+    }
+  }
+}
+
+} // namespace detail
 
 /// @brief Options of grad_reducer.
 struct reducer_options {
@@ -86,7 +233,15 @@ public:
     std::size_t const cap = m_total + o.extra;
     detail::mpi_count(cap, "grad_reducer");
     std::size_t const chunk = (cap + n - 1) / n;
-    if (o.mode == reduction::ordered) {
+    if (o.mode == reduction::shared_memory) {
+      if (c.distributed()) {
+        // Per rank: a 128-byte control block (two step counters on their own cache lines), then
+        // two slots of chunk * n elements (step parity), each 64-byte aligned.
+        m_slot_elems = (chunk * n * sizeof(T) + 63) / 64 * 64 / sizeof(T);
+        std::size_t const ctrl = n * shm_ctrl_bytes;
+        m_shm = detail::shm_segment(c, ctrl + 2 * n * m_slot_elems * sizeof(T));
+      }
+    } else if (o.mode == reduction::ordered) {
       m_buf = optim::detail::state_buffer<T>(chunk * n);
       if (c.distributed()) m_recv = optim::detail::state_buffer<T>(chunk * n);
     } else {
@@ -118,7 +273,9 @@ public:
     std::size_t len = extra.size();
     for (auto& s : m_slots)
       if (!*s.frozen) len += s.size;
-    if (m_opt.mode == reduction::ordered)
+    if (m_opt.mode == reduction::shared_memory)
+      reduce_shared(w, extra, len);
+    else if (m_opt.mode == reduction::ordered)
       reduce_ordered(w, extra, len);
     else
       reduce_allreduce(w, extra, len);
@@ -158,7 +315,10 @@ private:
     std::size_t slot = 0, offset = 0, pos = 0;
   };
   template <bool Pack> void transfer(cursor& cur, std::size_t to, T w, std::span<T> extra) noexcept {
-    T* buf = m_buf.data();
+    transfer<Pack>(m_buf.data(), cur, to, w, extra);
+  }
+  /// The same with `buf` as the packed layout's storage (position p at buf[p]).
+  template <bool Pack> void transfer(T* buf, cursor& cur, std::size_t to, T w, std::span<T> extra) noexcept {
     while (cur.pos < to && cur.slot < m_slots.size()) {
       slot const& s = m_slots[cur.slot];
       if (*s.frozen || cur.offset == s.size) {
@@ -234,6 +394,60 @@ private:
     transfer<false>(unpack, len, w, extra);
   }
 
+  // ---- reduction::shared_memory
+  static constexpr std::size_t shm_ctrl_bytes = 128;
+  /// Step counter `which` (0: packed, 1: summed) of rank q, in the segment.
+  std::atomic_ref<std::uint64_t> flag(std::size_t q, int which) const noexcept {
+    auto* p = reinterpret_cast<std::uint64_t*>(m_shm.data() + q * shm_ctrl_bytes + std::size_t(which) * 64);
+    return std::atomic_ref<std::uint64_t>(*p);
+  }
+  /// Rank q's slot for step parity `par`.
+  T* shm_slot(std::size_t q, std::size_t par) const noexcept {
+    std::size_t const n = std::size_t(m_comm->size());
+    return reinterpret_cast<T*>(m_shm.data() + n * shm_ctrl_bytes) + (q * 2 + par) * m_slot_elems;
+  }
+  void wait_all_flags(int which, std::uint64_t step, char const* what) const {
+    std::size_t const n = std::size_t(m_comm->size());
+    detail::wait_until(
+        *m_comm,
+        [&] {
+      for (std::size_t q = 0; q < n; ++q)
+        if (flag(q, which).load(std::memory_order_acquire) < step) return false;
+      return true;
+        },
+        what);
+  }
+  void reduce_shared(T w, std::span<T> extra, std::size_t len) {
+    m_grad_len = len - extra.size();
+    std::size_t const n = std::size_t(m_comm->size()), r = std::size_t(m_comm->rank());
+    std::uint64_t const step = ++m_step;
+    std::size_t const par = step & 1;
+    std::size_t const chunk = (len + n - 1) / n;
+    cursor pack, unpack;
+    transfer<true>(shm_slot(r, par), pack, len, w, extra);
+    flag(r, 0).store(step, std::memory_order_release);
+    wait_all_flags(0, step, "gradient reduction (shared memory, pack)");
+    // Chunk r of every slot, summed in rank order into this rank's own slot (only this rank
+    // touches chunk r of any slot until the second barrier).
+    std::size_t const lo = std::min(len, r * chunk), hi = std::min(len, lo + chunk);
+    T* mine = shm_slot(r, par);
+    constexpr std::size_t block = 1024;
+    T acc[block];
+    for (std::size_t b = lo; b < hi; b += block) {
+      std::size_t const m = std::min(block, hi - b);
+      std::copy_n(shm_slot(0, par) + b, m, acc);
+      for (std::size_t q = 1; q < n; ++q) {
+        T const* part = shm_slot(q, par) + b;
+        for (std::size_t i = 0; i < m; ++i) acc[i] += part[i];
+      }
+      std::copy_n(acc, m, mine + b);
+    }
+    flag(r, 1).store(step, std::memory_order_release);
+    wait_all_flags(1, step, "gradient reduction (shared memory, sum)");
+    for (std::size_t q = 0; q < n; ++q)
+      transfer<false>(shm_slot(q, par), unpack, std::min(len, (q + 1) * chunk), w, extra);
+  }
+
   communicator const* m_comm;
   reducer_options m_opt;
   std::vector<slot> m_slots;
@@ -241,6 +455,9 @@ private:
   std::size_t m_grad_len = 0; // active gradient scalars of the current reduce
   optim::detail::state_buffer<T> m_buf, m_recv;
   std::vector<MPI_Request> m_reqs;
+  detail::shm_segment m_shm;    // reduction::shared_memory
+  std::size_t m_slot_elems = 0; // elements per slot in m_shm
+  std::uint64_t m_step = 0;     // reductions done (the flags' values)
 };
 
 } // namespace lepton::dist
