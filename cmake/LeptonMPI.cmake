@@ -36,3 +36,23 @@ if(LEPTON_HAS_MPI)
 else()
   message(STATUS "lepton: MPI not found (or LEPTON_MPI=OFF): no lepton::mpi, the dist tests and example are skipped")
 endif()
+
+# lepton::nccl: the NCCL path of lepton::dist (<lepton/cuda/nccl.cuh>), when CUDA, MPI and NCCL
+# (shipped with the CUDA toolkit here) are all there. Sets LEPTON_HAS_NCCL.
+set(LEPTON_HAS_NCCL OFF)
+if(LEPTON_HAS_MPI AND LEPTON_HAS_CUDA)
+  find_library(LEPTON_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
+               ${CUDAToolkit_LIBRARY_ROOT}/lib64)
+  find_path(LEPTON_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  if(LEPTON_NCCL_LIBRARY AND LEPTON_NCCL_INCLUDE_DIR)
+    add_library(lepton_nccl INTERFACE)
+    add_library(lepton::nccl ALIAS lepton_nccl)
+    set_target_properties(lepton_nccl PROPERTIES EXPORT_NAME nccl)
+    target_include_directories(lepton_nccl INTERFACE ${LEPTON_NCCL_INCLUDE_DIR})
+    target_link_libraries(lepton_nccl INTERFACE lepton::cuda lepton::mpi ${LEPTON_NCCL_LIBRARY})
+    set(LEPTON_HAS_NCCL ON)
+    message(STATUS "lepton: NCCL found (${LEPTON_NCCL_LIBRARY}): lepton::nccl")
+  else()
+    message(STATUS "lepton: NCCL not found: no lepton::nccl")
+  endif()
+endif()
