@@ -2,7 +2,7 @@
 // fashion_mnist_mlp example, distributed. Launch with mpirun (see docs/distributed.md):
 //
 //   mpirun -np 2 distributed_fashion_mnist [--data DIR] [--epochs N] [--batch B] [--threads T]
-//          [--seed S] [--lr LR] [--reduce allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout SECONDS]
+//          [--seed S] [--lr LR] [--reduce auto|allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout SECONDS]
 //          [--checkpoint-dir DIR] [--resume FILE] [--log-csv FILE]
 //
 // --batch is the global batch (all ranks together): N ranks each train on B/N samples per step
@@ -36,17 +36,18 @@ struct options {
   std::size_t epochs = 5, batch = 128, threads = 0, bucket_kb = 0;
   std::uint64_t seed = 42;
   double lr = 1e-3, timeout = 0;
-  std::string reduce = "allreduce", checkpoint_dir, resume, log_csv;
+  std::string reduce = "auto", checkpoint_dir, resume, log_csv;
 };
 
 [[noreturn]] void usage_error(std::string const& msg) {
   if (lp::dist::rank() == 0)
-    std::cerr << "distributed_fashion_mnist: " << msg << "\n"
-              << "usage: mpirun -np N distributed_fashion_mnist [--data DIR] [--epochs N] [--batch B] "
-                 "[--threads T] "
-                 "[--seed S] [--lr LR] [--reduce allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout "
-                 "SECONDS] "
-                 "[--checkpoint-dir DIR] [--resume FILE] [--log-csv FILE]\n";
+    std::cerr
+        << "distributed_fashion_mnist: " << msg << "\n"
+        << "usage: mpirun -np N distributed_fashion_mnist [--data DIR] [--epochs N] [--batch B] "
+           "[--threads T] "
+           "[--seed S] [--lr LR] [--reduce auto|allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout "
+           "SECONDS] "
+           "[--checkpoint-dir DIR] [--resume FILE] [--log-csv FILE]\n";
   // Every rank parses the same arguments and gets here: end cleanly, nobody waits for anyone.
   MPI_Finalize();
   std::exit(2);
@@ -96,8 +97,8 @@ options parse(int argc, char** argv) {
       usage_error("unknown option " + std::string(a));
   }
   if (o.batch == 0) usage_error("--batch must be > 0");
-  if (o.reduce != "allreduce" && o.reduce != "ordered" && o.reduce != "shared_memory")
-    usage_error("--reduce must be allreduce, ordered or shared_memory");
+  if (o.reduce != "auto" && o.reduce != "allreduce" && o.reduce != "ordered" && o.reduce != "shared_memory")
+    usage_error("--reduce must be auto, allreduce, ordered or shared_memory");
   return o;
 }
 
@@ -148,7 +149,8 @@ int main(int argc, char** argv) {
                                }},
          {.reduce = {.mode = o.reduce == "ordered"         ? lp::dist::reduction::ordered
                              : o.reduce == "shared_memory" ? lp::dist::reduction::shared_memory
-                                                           : lp::dist::reduction::allreduce,
+                             : o.reduce == "allreduce"     ? lp::dist::reduction::allreduce
+                                                           : lp::dist::reduction::automatic,
                      .bucket_bytes = o.bucket_kb * 1024}});
     if (hist.history.empty()) return 0;
     double samples = 0, seconds = 0;

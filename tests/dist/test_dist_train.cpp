@@ -6,6 +6,7 @@
 #include "dist_util.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -154,21 +155,49 @@ int main(int argc, char** argv) {
       DIST_CHECK(lp::dist::all_ranks(c, h == h0), "final parameters differ between ranks");
     }
 
+    // The default mode (automatic) is shared_memory here (every rank on this machine), and
+    // allreduce when not distributed.
+    {
+      mlp probe;
+      lp::dist::grad_reducer<float> red(c, probe);
+      auto const want = c.distributed() ? lp::dist::reduction::shared_memory : lp::dist::reduction::allreduce;
+      DIST_CHECK(red.options().mode == want, "reduction::automatic resolved to mode %d",
+                 int(red.options().mode));
+    }
+    // Without a usable shared-memory directory, automatic falls back to allreduce on every rank,
+    // and an explicit shared_memory is a dist_error naming the path on every rank (no hang).
+    {
+      ::setenv("LEPTON_DIST_SHM_DIR", "/nonexistent/lepton-shm", 1);
+      mlp probe;
+      lp::dist::grad_reducer<float> red(c, probe);
+      DIST_CHECK(red.options().mode == lp::dist::reduction::allreduce, "no shm dir: automatic chose mode %d",
+                 int(red.options().mode));
+      std::string msg;
+      try {
+        lp::dist::grad_reducer<float> shm(c, probe, {.mode = lp::dist::reduction::shared_memory});
+      } catch (lp::dist::dist_error const& e) {
+        msg = e.what();
+      }
+      DIST_CHECK(!c.distributed() || msg.find("/nonexistent/lepton-shm") != std::string::npos,
+                 "no shm dir: explicit shared_memory gave '%s'", msg.c_str());
+      ::unsetenv("LEPTON_DIST_SHM_DIR");
+    }
+
     // The reduction modes agree bit for bit. With 2 ranks MPI's sum is g0 + g1 whatever its
-    // algorithm; with more ranks only `ordered` fixes the order, so that is the mode compared
-    // with the single-process references below.
+    // algorithm; with more ranks only `ordered` (and shared_memory, which sums in the same order)
+    // fix the order, so that is the mode compared with the single-process references below.
     auto d_ordered = run_dist<mlp, adam_t>(c, data, adam, batch, epochs, ordered);
+    auto d_allreduce = run_dist<mlp, adam_t>(c, data, adam, batch, epochs,
+                                             {.reduce = {.mode = lp::dist::reduction::allreduce}});
     auto d_bucket =
         run_dist<mlp, adam_t>(c, data, adam, batch, epochs, {.reduce = {.bucket_bytes = 64 * 1024}});
-    // Shared memory sums in rank order like `ordered`: the same bits for any N.
-    auto d_shm = run_dist<mlp, adam_t>(c, data, adam, batch, epochs,
-                                       {.reduce = {.mode = lp::dist::reduction::shared_memory}});
-    DIST_CHECK(compare(d_shm, d_ordered).differing == 0, "shared_memory != ordered");
+    // Shared memory (the default here: d_adam) sums in rank order like `ordered`: the same bits for any N.
+    DIST_CHECK(compare(d_adam, d_ordered).differing == 0, "shared_memory (default) != ordered");
     auto d_shm_odd =
         run_dist<mlp, adam_t>(c, data, adam, 99, 2, {.reduce = {.mode = lp::dist::reduction::shared_memory}});
     if (N <= 2) {
-      DIST_CHECK(compare(d_ordered, d_adam).differing == 0, "ordered != allreduce");
-      DIST_CHECK(compare(d_bucket, d_adam).differing == 0, "bucketed != one buffer");
+      DIST_CHECK(compare(d_allreduce, d_ordered).differing == 0, "allreduce != ordered");
+      DIST_CHECK(compare(d_bucket, d_allreduce).differing == 0, "bucketed != one buffer");
     }
     // SGD with momentum, and an uneven global batch (99 = 49 + 50 on 2 ranks, last batch 64).
     auto d_sgd = run_dist<mlp, sgd_t>(c, data, sgd, batch, epochs, ordered);

@@ -21,6 +21,8 @@
 ///   It moves the same bytes as a ring all-reduce (2 (N-1)/N of the buffer per rank) and gives
 ///   bit-identical results on every rank and in every run for any N, whatever MPI's tuning.
 ///
+/// - `reduction::automatic` (the default): `shared_memory` when every rank runs on this machine,
+///   no buckets were asked for and the segment can be made; `allreduce` otherwise.
 /// - `reduction::shared_memory`: for ranks that share one machine (checked at construction). The
 ///   ranks map one POSIX shared-memory segment; each packs its weighted gradient straight into its
 ///   own slot of it, rank r sums chunk r of every slot in rank order (the same arithmetic as
@@ -38,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -61,6 +64,7 @@ namespace lepton::dist {
 
 /// @brief How gradients are summed over the ranks (see the file comment).
 enum class reduction {
+  automatic,    ///< shared_memory when every rank runs on this machine (and no buckets), else allreduce
   allreduce,    ///< MPI_Iallreduce (whole buffer or buckets)
   ordered,      ///< reduce-scatter, sum in rank order, all-gather: bit-identical for any N
   shared_memory ///< ranks on one machine: sum in rank order through a shared segment (= ordered)
@@ -68,63 +72,79 @@ enum class reduction {
 
 namespace detail {
 
-/// One POSIX shared-memory segment mapped by every rank of a communicator whose ranks all run on
-/// this machine. Collective construction; the name is unlinked as soon as every rank has mapped
-/// it, so nothing is left in /dev/shm even if the job is killed.
+/// Whether every rank of `c` runs on this machine (MPI_COMM_TYPE_SHARED); collective.
+inline bool ranks_on_this_machine(communicator const& c, int* local_size_out = nullptr) {
+  MPI_Comm local = MPI_COMM_NULL;
+  check(MPI_Comm_split_type(c.get(), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local),
+        "MPI_Comm_split_type(shared memory)");
+  int local_size = 0;
+  MPI_Comm_size(local, &local_size);
+  MPI_Comm_free(&local);
+  if (local_size_out) *local_size_out = local_size;
+  return local_size == c.size();
+}
+
+/// One shared-memory segment (a file in /dev/shm, or in LEPTON_DIST_SHM_DIR) mapped by every rank
+/// of a communicator whose ranks all run on this machine. Collective construction; the file is
+/// unlinked as soon as every rank has mapped it, so nothing is left behind even if the job is killed.
 class shm_segment {
 public:
   shm_segment() = default;
   shm_segment(communicator const& c, std::size_t bytes) : m_bytes(bytes) {
-    MPI_Comm local = MPI_COMM_NULL;
-    check(MPI_Comm_split_type(c.get(), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local),
-          "MPI_Comm_split_type(shared memory)");
     int local_size = 0;
-    MPI_Comm_size(local, &local_size);
-    MPI_Comm_free(&local);
-    if (local_size != c.size())
+    if (!ranks_on_this_machine(c, &local_size))
       throw dist_error("dist::grad_reducer: reduction::shared_memory needs every rank on one machine (" +
                        std::to_string(local_size) + " of " + std::to_string(c.size()) +
                        " ranks share this one); use reduction::allreduce or ordered across machines");
-    char name[64] = {};
+    // A file in a memory-backed directory (what shm_open does, with the directory choosable:
+    // LEPTON_DIST_SHM_DIR, default /dev/shm), created by rank 0 and opened by name on the others.
+    char name[512] = {};
     std::string err;
     if (c.rank() == 0) {
+      char const* dir = std::getenv("LEPTON_DIST_SHM_DIR");
       std::random_device rd;
-      std::snprintf(name, sizeof name, "/lepton-%ld-%08x", long(::getpid()), unsigned(rd()));
-      int const fd = ::shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+      std::snprintf(name, sizeof name, "%s/lepton-%ld-%08x", dir && *dir ? dir : "/dev/shm", long(::getpid()),
+                    unsigned(rd()));
+      int const fd = ::open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
       if (fd < 0)
-        err = std::string("shm_open(") + name + ") failed: " + std::strerror(errno);
+        err = std::string("creating ") + name + " failed: " + std::strerror(errno);
       else {
-        if (::ftruncate(fd, off_t(bytes)) != 0)
-          err = "ftruncate of the shared segment to " + std::to_string(bytes) +
-                " bytes failed: " + std::strerror(errno);
+        // posix_fallocate reserves the pages now: a /dev/shm too small for the segment (64 MiB in
+        // a default Docker container) is an error here, not a SIGBUS at the first write.
+        if (int const rc = ::posix_fallocate(fd, 0, off_t(bytes)); rc != 0) {
+          err = "reserving " + std::to_string(bytes) + " bytes for " + name + " failed: " + std::strerror(rc);
+          ::unlink(name);
+        }
         ::close(fd);
       }
-      if (!err.empty()) name[0] = '\0';
+      if (!err.empty()) { // name[0] = 0 marks the failure; rank 0's message follows for the others
+        name[0] = '\0';
+        std::snprintf(name + 1, sizeof name - 1, "%s", err.c_str());
+      }
     }
     MPI_Request req = MPI_REQUEST_NULL;
     check(MPI_Ibcast(name, int(sizeof name), MPI_CHAR, 0, c.get(), &req), "MPI_Ibcast(segment name)");
     wait_one(c, req, "shared-memory segment setup");
-    if (name[0] != '\0' && err.empty()) {
-      int const fd = ::shm_open(name, O_RDWR, 0600);
+    if (name[0] != '\0') {
+      int const fd = ::open(name, O_RDWR | O_CLOEXEC);
       if (fd < 0)
-        err = std::string("shm_open(") + name + ") failed: " + std::strerror(errno);
+        err = std::string("opening ") + name + " failed: " + std::strerror(errno);
       else {
         void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         ::close(fd);
         if (p == MAP_FAILED)
-          err = "mmap of the shared segment (" + std::to_string(bytes) +
-                " bytes) failed: " + std::strerror(errno);
+          err = "mmap of " + std::to_string(bytes) + " bytes of " + name + " failed: " + std::strerror(errno);
         else
           m_ptr = p;
       }
     } else if (err.empty()) {
-      err = "rank 0 could not create the shared segment";
+      err = std::string("on rank 0: ") + (name + 1);
     }
     int ok = err.empty() ? 1 : 0;
     check(MPI_Iallreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c.get(), &req),
           "MPI_Iallreduce(segment ok)");
     wait_one(c, req, "shared-memory segment setup");
-    if (c.rank() == 0 && name[0] != '\0') ::shm_unlink(name); // every rank has it mapped (or failed)
+    if (c.rank() == 0 && name[0] != '\0') ::unlink(name); // every rank has it mapped (or failed)
     if (!ok) {
       release();
       throw dist_error("dist::grad_reducer: shared-memory segment: " +
@@ -190,7 +210,8 @@ template <class Ready> void wait_until(communicator const& c, Ready&& ready, cha
 
 /// @brief Options of grad_reducer.
 struct reducer_options {
-  reduction mode = reduction::allreduce;
+  /// How to sum; `automatic` is resolved at construction (grad_reducer::options() shows the result).
+  reduction mode = reduction::automatic;
   /// allreduce mode: 0 = one collective on the whole fused buffer; else buckets of about this
   /// many bytes, each its own MPI_Iallreduce started as soon as it is packed.
   std::size_t bucket_bytes = 0;
@@ -233,22 +254,36 @@ public:
     std::size_t const cap = m_total + o.extra;
     detail::mpi_count(cap, "grad_reducer");
     std::size_t const chunk = (cap + n - 1) / n;
-    if (o.mode == reduction::shared_memory) {
-      if (c.distributed()) {
-        // Per rank: a 128-byte control block (two step counters on their own cache lines), then
-        // two slots of chunk * n elements (step parity), each 64-byte aligned.
-        m_slot_elems = (chunk * n * sizeof(T) + 63) / 64 * 64 / sizeof(T);
-        std::size_t const ctrl = n * shm_ctrl_bytes;
-        m_shm = detail::shm_segment(c, ctrl + 2 * n * m_slot_elems * sizeof(T));
+    // Per rank in a shared segment: a 128-byte control block (two step counters on their own cache
+    // lines), then two slots of chunk * n elements (step parity), each 64-byte aligned.
+    auto make_segment = [&] {
+      m_slot_elems = (chunk * n * sizeof(T) + 63) / 64 * 64 / sizeof(T);
+      m_shm = detail::shm_segment(c, n * shm_ctrl_bytes + 2 * n * m_slot_elems * sizeof(T));
+    };
+    if (m_opt.mode == reduction::automatic) {
+      // Every rank takes the same branch: ranks_on_this_machine and the segment's construction
+      // are collective and agree on their outcome (a failure to create or map the segment on any
+      // rank throws on every rank).
+      m_opt.mode = reduction::allreduce;
+      if (c.distributed() && m_opt.bucket_bytes == 0 && detail::ranks_on_this_machine(c)) {
+        try {
+          make_segment();
+          m_opt.mode = reduction::shared_memory;
+        } catch (dist_error const&) {
+          m_shm = detail::shm_segment(); // e.g. no /dev/shm: stay with MPI
+        }
       }
-    } else if (o.mode == reduction::ordered) {
+    } else if (m_opt.mode == reduction::shared_memory && c.distributed()) {
+      make_segment();
+    }
+    if (m_opt.mode == reduction::ordered) {
       m_buf = optim::detail::state_buffer<T>(chunk * n);
       if (c.distributed()) m_recv = optim::detail::state_buffer<T>(chunk * n);
-    } else {
+    } else if (m_opt.mode == reduction::allreduce) {
       m_buf = optim::detail::state_buffer<T>(cap);
     }
     std::size_t const per = bucket_elems();
-    m_reqs.assign(o.mode == reduction::allreduce ? (cap + per - 1) / per : 2, MPI_REQUEST_NULL);
+    m_reqs.assign(m_opt.mode == reduction::allreduce ? (cap + per - 1) / per : 2, MPI_REQUEST_NULL);
   }
   grad_reducer(grad_reducer const&) = delete;
   grad_reducer& operator=(grad_reducer const&) = delete;
@@ -285,6 +320,7 @@ public:
   std::size_t scalars() const noexcept { return m_total; }
   /// Bytes of gradient each rank contributes per step (all parameters).
   std::size_t bytes() const noexcept { return m_total * sizeof(T); }
+  /// The options in effect: `mode` is never `automatic` (it says what was chosen).
   reducer_options const& options() const noexcept { return m_opt; }
 
 private:
