@@ -186,23 +186,25 @@ private:
 
 namespace detail {
 
-/// Waits for `reqs` to complete, polling (MPI progresses non-blocking collectives inside the
-/// test calls) so that a deadline can be enforced: spins for the first 200 polls (a collective on
-/// a fast link completes in microseconds), then yields the CPU between polls (a co-located rank or
-/// another process may need it: under oversubscription this is several times faster than
-/// spinning), and after 10 ms of waiting (a slow peer: evaluation, a checkpoint) sleeps 100 us
-/// between polls. When `c.timeout()` passes it prints what it was waiting for and aborts the job.
-inline void wait_all(communicator const& c, std::span<MPI_Request> reqs, char const* what) {
-  if (reqs.empty()) return;
+/// Polls `ready()` until it returns true, so that a deadline can be enforced: spins for the first
+/// `spin_polls` polls (a collective on a fast link completes in microseconds), then yields the CPU
+/// between polls (a co-located rank or another process may need it: under oversubscription this is
+/// several times faster than spinning), and after 10 ms of waiting (a slow peer: evaluation, a
+/// checkpoint) sleeps 100 us between polls. When `c.timeout()` passes it prints what it was
+/// waiting for and aborts the job.
+template <class Ready>
+void wait_until(communicator const& c, Ready&& ready, char const* what, std::size_t spin_polls = 200) {
   using clock = std::chrono::steady_clock;
   auto const t0 = clock::now();
   bool slow = false;
   for (std::size_t polls = 0;; ++polls) {
-    int done = 0;
-    int const rc = MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
-    if (rc != MPI_SUCCESS) check(rc, what);
-    if (done) return;
-    if (polls < 200) continue;
+    if (ready()) return;
+    if (polls < spin_polls) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      continue;
+    }
     if (slow)
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     else
@@ -219,6 +221,21 @@ inline void wait_all(communicator const& c, std::span<MPI_Request> reqs, char co
       }
     }
   }
+}
+
+/// Waits for `reqs` to complete with wait_until's policy (MPI progresses non-blocking collectives
+/// inside the test calls).
+inline void wait_all(communicator const& c, std::span<MPI_Request> reqs, char const* what) {
+  if (reqs.empty()) return;
+  wait_until(
+      c,
+      [&] {
+    int done = 0;
+    int const rc = MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS) check(rc, what);
+    return done != 0;
+      },
+      what);
 }
 inline void wait_one(communicator const& c, MPI_Request& req, char const* what) {
   wait_all(c, std::span<MPI_Request>(&req, 1), what);

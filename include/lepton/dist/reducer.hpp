@@ -36,18 +36,15 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
-#include <thread>
 #include <utility>
 
 #include <fcntl.h>
-#include <sched.h>
 #include <span>
 #include <string>
 #include <string_view>
@@ -173,38 +170,6 @@ private:
   void* m_ptr = nullptr;
   std::size_t m_bytes = 0;
 };
-
-/// Waits until `ready()` holds, with wait_all's policy: spin, then yield, then sleep; abort the
-/// job naming `what` when the communicator's timeout passes.
-template <class Ready> void wait_until(communicator const& c, Ready&& ready, char const* what) {
-  using clock = std::chrono::steady_clock;
-  auto const t0 = clock::now();
-  bool slow = false;
-  for (std::size_t polls = 0;; ++polls) {
-    if (ready()) return;
-    if (polls < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-      continue;
-    }
-    if (slow)
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    else
-      sched_yield();
-    if ((polls & 15) == 0) {
-      auto const waited = clock::now() - t0;
-      slow = waited > std::chrono::milliseconds(10);
-      if (c.timeout().count() > 0 && waited > c.timeout()) {
-        char secs[32];
-        std::snprintf(secs, sizeof secs, "%g", double(c.timeout().count()) / 1000.0);
-        abort_job(rank_tag() + ": " + what + " did not complete within " + secs +
-                      " s: another rank failed, exited early or is stuck; aborting the job",
-                  3);
-      }
-    }
-  }
-}
 
 } // namespace detail
 
@@ -444,6 +409,8 @@ private:
   }
   void wait_all_flags(int which, std::uint64_t step, char const* what) const {
     std::size_t const n = std::size_t(m_comm->size());
+    // Spins longer than an MPI wait (2000 polls): the peer's flag flips within microseconds of
+    // its pack or sum, and there is no MPI progress to drive.
     detail::wait_until(
         *m_comm,
         [&] {
@@ -451,7 +418,7 @@ private:
         if (flag(q, which).load(std::memory_order_acquire) < step) return false;
       return true;
         },
-        what);
+        what, 2000);
   }
   void reduce_shared(T w, std::span<T> extra, std::size_t len) {
     m_grad_len = len - extra.size();
