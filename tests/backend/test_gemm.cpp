@@ -347,6 +347,20 @@ TEST_CASE("gemm with a register bias + activation epilogue equals gemm then bias
 }
 
 namespace {
+/// An in-place result (C of g.m x g.n, contiguous) must equal the packed one bit for bit and the
+/// float64 reference of `o` within the bound.
+template <class T> void check_same_and_close(gemm_case const& g, operands<T> const& o,
+                                             std::vector<T> const& in_place, std::vector<T> const& packed) {
+  CHECK(std::memcmp(in_place.data(), packed.data(), g.m * g.n * sizeof(T)) == 0);
+  std::vector<double> want, tol;
+  reference(g, o, want, tol);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < g.m * g.n; ++i) bad += !(std::abs(double(in_place[i]) - want[i]) <= tol[i]);
+  CHECK(bad == 0);
+}
+} // namespace
+
+namespace {
 /// B of exactly nr columns, 64-byte aligned with ldb == nr, is read in place (no packing). Checks
 /// that case bitwise against the same product with B copied to ldb = nr + 1 (packed as usual).
 template <class T> void check_direct_b(std::size_t m, std::size_t k) {
@@ -363,12 +377,7 @@ template <class T> void check_direct_b(std::size_t m, std::size_t k) {
   gemm<T>(false, false, m, nr, k, T(1), o.a.data(), o.lda, b_direct.data(), nr, T(0), c_direct.data(), nr);
   gemm<T>(false, false, m, nr, k, T(1), o.a.data(), o.lda, b_padded.data(), nr + 1, T(0), c_packed.data(),
           nr);
-  CHECK(std::memcmp(c_direct.data(), c_packed.data(), m * nr * sizeof(T)) == 0);
-  std::vector<double> want, tol;
-  reference(g, o, want, tol);
-  std::size_t bad = 0;
-  for (std::size_t i = 0; i < m * nr; ++i) bad += !(std::abs(double(c_direct[i]) - want[i]) <= tol[i]);
-  CHECK(bad == 0);
+  check_same_and_close(g, o, c_direct, c_packed);
 }
 } // namespace
 
@@ -395,12 +404,7 @@ template <class T> void check_direct_a(bool ta, std::size_t m, std::size_t n, st
   std::vector<T> c_place(m * n), c_packed(m * n);
   gemm<T>(ta, false, m, n, k, T(1), o.a.data(), odd, o.b.data(), o.ldb, T(0), c_place.data(), n);
   gemm<T>(ta, false, m, n, k, T(1), a4.data(), four, o.b.data(), o.ldb, T(0), c_packed.data(), n);
-  CHECK(std::memcmp(c_place.data(), c_packed.data(), m * n * sizeof(T)) == 0);
-  std::vector<double> want, tol;
-  reference(g, o, want, tol);
-  std::size_t bad = 0;
-  for (std::size_t i = 0; i < m * n; ++i) bad += !(std::abs(double(c_place[i]) - want[i]) <= tol[i]);
-  CHECK(bad == 0);
+  check_same_and_close(g, o, c_place, c_packed);
 }
 } // namespace
 
