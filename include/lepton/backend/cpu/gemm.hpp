@@ -678,20 +678,14 @@ template <class T, bool KMajorA> void gemm_rect(gemm_problem<T> const& g, std::s
 /// C = beta * C (C = 0 when beta == 0, without reading it), for k == 0 or alpha == 0; then the
 /// register epilogue's bias + activation, if any, element by element.
 template <class T> void scale_c(gemm_problem<T> const& g) noexcept {
-  gemm_bias_act<T> const* ep = g.bias_act;
   for (std::size_t i = 0; i < g.m; ++i) {
     T* row = g.c + i * g.ldc;
     if (g.beta == T(0))
       std::fill_n(row, g.n, T(0));
     else
       for (std::size_t j = 0; j < g.n; ++j) row[j] *= g.beta;
-    if (!ep) continue;
-    T* y = ep->out ? ep->out + i * ep->ldo : row;
-    for (std::size_t j = 0; j < g.n; ++j) {
-      T const v = ep->bias ? row[j] + ep->bias[j] : row[j];
-      y[j] = ep->act == gemm_activation::relu && v < T(0) ? T(0) : v;
-    }
   }
+  if (g.bias_act) bias_act_tile(*g.bias_act, g.c, g.ldc, g.m, g.n);
 }
 
 } // namespace gemm_impl
