@@ -1,5 +1,6 @@
 #pragma once
 // Helpers of the reliability tests: models, synthetic data, parameter hashes.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -48,6 +49,15 @@ template <class Model> std::uint64_t parameter_hash(Model& m) {
     h = fnv1a(p.value.data(), p.value.size() * sizeof(*p.value.data()), h);
   });
   return h;
+}
+
+/// Whether every parameter value of the model is finite.
+template <class Model> bool all_finite(Model& model) {
+  bool ok = true;
+  lp::nn::for_each_parameter(model, [&](std::string_view, auto& p) {
+    for (auto v : p.value.flat()) ok = ok && std::isfinite(v);
+  });
+  return ok;
 }
 
 /// Gaussian blobs: `classes` centres in `F` dimensions, seeded.

@@ -143,13 +143,6 @@ struct tanh_mlp {
   auto operator()(auto const& x) const { return fc2(lp::tanh(fc1(x))); }
 };
 
-bool all_finite(auto& model) {
-  bool ok = true;
-  lp::nn::for_each_parameter(model, [&](std::string_view, auto& p) {
-    for (auto v : p.value.flat()) ok = ok && std::isfinite(v);
-  });
-  return ok;
-}
 } // namespace
 
 TEST_CASE("fit stops on a non-finite loss with a numeric_error naming the epoch and the batch",
@@ -184,7 +177,7 @@ TEST_CASE("fit stops on a non-finite loss with a numeric_error naming the epoch 
     std::uint64_t const before = rel::parameter_hash(m);
     REQUIRE_THROWS_AS(lp::train::fit(m, opt, lp::loss::cross_entropy, data, o), lp::numeric_error);
     REQUIRE(rel::parameter_hash(m) == before);
-    REQUIRE(all_finite(m));
+    REQUIRE(rel::all_finite(m));
   }
 
   SECTION("a diverging learning rate is caught, not run to the end with NaN parameters") {
@@ -222,6 +215,6 @@ TEST_CASE("a NaN in the data of a ReLU network is not silently trained into the 
   } catch (lp::numeric_error const&) {
     stopped = true;
   }
-  CHECK((stopped || all_finite(m)));
+  CHECK((stopped || rel::all_finite(m)));
   CHECK(stopped);
 }

@@ -134,6 +134,8 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
   shard_loader<X, Y> ld(
       train, {.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last}, c);
   train::fit_result result;
+  train::detail::divergence_watch watch(o.divergence_factor);
+  std::size_t skipped = 0;
   double best = std::numeric_limits<double>::infinity();
   std::size_t bad_epochs = 0;
   for (std::size_t e = o.start_epoch; e < o.epochs; ++e) {
@@ -157,7 +159,14 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
                             std::to_string(e + 1) + ", batch " + std::to_string(batch_index + 1) +
                             " (this rank's shard: " + (std::isfinite(double(l)) ? "finite" : "non-finite") +
                             "); lower the learning rate or check the data");
-      opt.step();
+      // The reduced gradients are equal on every rank, so every rank makes the same decision here.
+      if (!train::detail::checked_step(opt, "dist::fit", e + 1, batch_index + 1, !o.stop_on_nonfinite))
+        ++skipped;
+      if (auto w = watch.observe(gl, e + 1, batch_index + 1); !w.empty()) {
+        if (mode != train::progress::none)
+          out << (mode == train::progress::bar ? "\r\x1b[K" : "") << w << std::endl;
+        result.warnings.push_back(std::move(w));
+      }
       total += double(l) * double(b);
       global_loss_sum += gl;
       seen += b;
@@ -237,6 +246,7 @@ train::fit_result fit(communicator const& c, Model& model, Opt& opt, Loss const&
       }
     }
   }
+  if (skipped) result.warnings.push_back(train::detail::skipped_warning(skipped));
   return result;
 }
 

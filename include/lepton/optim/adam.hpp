@@ -14,13 +14,16 @@ struct adam_options {
   double eps = 1e-8;
   double weight_decay = 0.0;   ///< adam: L2 added to the gradient; adamw: decoupled decay
   double clip_grad_norm = 0.0; ///< clip the global gradient norm to this (0 = off)
+  /// Refuse a step whose gradients hold a NaN or an infinity: lepton::numeric_error naming the
+  /// parameter, nothing updated (see optimizer_base::begin_step).
+  bool check_finite = true;
 };
 
 namespace detail {
 template <class T, bool Decoupled> class adam_impl : public optimizer_base<T> {
 public:
   template <class Model> adam_impl(Model& model, adam_options o)
-      : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+      : optimizer_base<T>(model, o.lr, o.clip_grad_norm, o.check_finite), m_o(o) {
     if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1))
       throw value_error("adam: betas must be in [0, 1), got " + std::to_string(o.beta1) + ", " +
                         std::to_string(o.beta2));

@@ -147,20 +147,35 @@ public:
     for (auto& s : m_slots) std::fill_n(s.grad, s.size, T(0));
   }
 
+  /// Whether step() refuses non-finite gradients (the options' `check_finite`, default true).
+  bool checks_finite() const noexcept { return m_check_finite; }
+  /// Turns the finiteness check of step() on or off.
+  void set_check_finite(bool on) noexcept { m_check_finite = on; }
+
 protected:
-  template <class Model> optimizer_base(Model& model, double lr, double clip_norm)
-      : m_lr(lr), m_clip(clip_norm) {
+  template <class Model> optimizer_base(Model& model, double lr, double clip_norm, bool check_finite = true)
+      : m_lr(lr), m_clip(clip_norm), m_check_finite(check_finite) {
     detail::check_positive<T>(lr, "learning rate", true);
     if (clip_norm < 0 || !std::isfinite(clip_norm))
       throw value_error("clip_grad_norm must be >= 0 (0 = off)");
     m_slots = detail::collect<T>(model, m_total);
   }
 
-  /// The factor by which gradients are scaled this step (global-norm clipping), and counts the step.
+  /// Checks the gradients (unless check_finite is off), then counts the step and returns the factor
+  /// by which gradients are scaled this step (global-norm clipping). Throws lepton::numeric_error,
+  /// before anything is written, when a non-frozen parameter's gradient holds a NaN or an infinity:
+  /// a step never writes a non-finite value into a parameter because of its gradient. The check is
+  /// one read of the gradients (fused with the norm when clipping is on): about 1 MB for a 270k
+  /// parameter MLP, a few percent of its batch-64 step.
   T begin_step() {
     // (the fp_scope lives in each optimizer's step(): it must cover the update loop)
-    ++m_step;
-    if (m_clip <= 0) return T(1);
+    if (m_clip <= 0) {
+      if (m_check_finite)
+        for (auto& s : m_slots)
+          if (!*s.frozen && !all_finite(s)) throw_non_finite(s);
+      ++m_step;
+      return T(1);
+    }
     double sq = 0;
     for (auto& s : m_slots) {
       if (*s.frozen) continue;
@@ -174,10 +189,39 @@ protected:
       }
       double part = static_cast<double>(lepton::detail::m::hsum(acc));
       for (; i < s.size; ++i) part += double(s.grad[i]) * s.grad[i];
+      // A non-finite sum of squares is either a non-finite gradient or squares that overflowed T.
+      if (!std::isfinite(part) && m_check_finite && !all_finite(s)) throw_non_finite(s);
       sq += part;
     }
+    ++m_step;
     m_last_norm = std::sqrt(sq);
     return m_last_norm > m_clip ? static_cast<T>(m_clip / (m_last_norm + 1e-6)) : T(1);
+  }
+
+  /// Whether every element of a slot's gradient is finite: g - g is 0 for a finite g, NaN otherwise.
+  static bool all_finite(detail::slot<T> const& s) noexcept {
+    using V = lepton::detail::simd_t<T>;
+    constexpr std::size_t W = lepton::detail::lanes_v<V>;
+    V acc = lepton::detail::splat<V>(T(0));
+    std::size_t i = 0;
+    for (; i + W <= s.size; i += W) {
+      V g = lepton::detail::load<V>(s.grad + i);
+      acc = acc + (g - g);
+    }
+    T tail = lepton::detail::m::hsum(acc);
+    for (; i < s.size; ++i) tail += s.grad[i] - s.grad[i];
+    return tail == T(0);
+  }
+
+  [[noreturn]] void throw_non_finite(detail::slot<T> const& s) const {
+    std::size_t i = 0;
+    while (i < s.size && std::isfinite(s.grad[i])) ++i;
+    throw numeric_error("optimizer step " + std::to_string(m_step + 1) + ": the gradient of parameter '" +
+                        s.name + "' holds " +
+                        (i < s.size ? std::to_string(double(s.grad[i])) : "a non-finite value") +
+                        " at element " + std::to_string(i) + " of " + std::to_string(s.size) +
+                        "; no parameter was updated (lower the learning rate, clip gradients with "
+                        "clip_grad_norm or check the data; check_finite = false skips this check)");
   }
 
   /// Calls `f(state, parameter name, data, size)` for each parameter's slice of a state buffer
@@ -191,6 +235,7 @@ protected:
   std::size_t m_total = 0;
   double m_lr;
   double m_clip;
+  bool m_check_finite = true;
   double m_last_norm = 0;
   std::uint64_t m_step = 0;
 };

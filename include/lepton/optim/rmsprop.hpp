@@ -14,13 +14,16 @@ struct rmsprop_options {
   double weight_decay = 0.0;
   double momentum = 0.0;
   double clip_grad_norm = 0.0;
+  /// Refuse a step whose gradients hold a NaN or an infinity: lepton::numeric_error naming the
+  /// parameter, nothing updated (see optimizer_base::begin_step).
+  bool check_finite = true;
 };
 
 /// @brief RMSprop: s = alpha s + (1 - alpha) g^2;  p -= lr g / (sqrt(s) + eps) (with momentum: via a buffer).
 template <class T = float> class rmsprop : public optimizer_base<T> {
 public:
   template <class Model> rmsprop(Model& model, rmsprop_options o = {})
-      : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+      : optimizer_base<T>(model, o.lr, o.clip_grad_norm, o.check_finite), m_o(o) {
     if (!(o.alpha >= 0 && o.alpha < 1))
       throw value_error("rmsprop: alpha must be in [0, 1), got " + std::to_string(o.alpha));
     detail::check_positive<T>(o.eps, "rmsprop eps");

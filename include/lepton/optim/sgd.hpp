@@ -14,6 +14,9 @@ struct sgd_options {
   double weight_decay = 0.0; ///< L2 penalty added to the gradient
   bool nesterov = false;
   double clip_grad_norm = 0.0; ///< clip the global gradient norm to this (0 = off)
+  /// Refuse a step whose gradients hold a NaN or an infinity: lepton::numeric_error naming the
+  /// parameter, nothing updated (see optimizer_base::begin_step).
+  bool check_finite = true;
 };
 
 /// @brief SGD: v = momentum v + (1 - dampening) g;  p -= lr (nesterov ? g + momentum v : v).
@@ -21,7 +24,7 @@ struct sgd_options {
 template <class T = float> class sgd : public optimizer_base<T> {
 public:
   template <class Model> sgd(Model& model, sgd_options o = {})
-      : optimizer_base<T>(model, o.lr, o.clip_grad_norm), m_o(o) {
+      : optimizer_base<T>(model, o.lr, o.clip_grad_norm, o.check_finite), m_o(o) {
     detail::check_positive<T>(o.momentum, "sgd momentum", true);
     detail::check_positive<T>(o.weight_decay, "sgd weight_decay", true);
     if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))

@@ -18,6 +18,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <unistd.h>
@@ -75,14 +76,21 @@ struct fit_options {
   /// Called after each epoch, after on_epoch (so a scheduler stepped there is saved in its new
   /// state) and before fit stops for on_epoch or early stopping: e.g. a lepton::io::checkpointer.
   std::function<void(epoch_stats const&)> on_checkpoint{};
-  /// Throw lepton::numeric_error when a batch loss is NaN or infinite (else keep going).
+  /// Throw lepton::numeric_error when a batch loss is NaN or infinite (else keep going). A
+  /// non-finite gradient is refused by lepton's optimizers themselves (their `check_finite`
+  /// option), before any update: fit rethrows that numeric_error with the epoch and batch, or, with
+  /// `stop_on_nonfinite = false`, skips that update and says so in fit_result::warnings.
   bool stop_on_nonfinite = true;
+  /// Warn once (in fit_result::warnings, and on `out` unless `display` is none) when a batch loss
+  /// exceeds this multiple of the run's first batch loss: training is probably diverging. 0 = off.
+  double divergence_factor = 1e3;
 };
 
 /// @brief The outcome of fit: one entry per epoch run, and why it stopped.
 struct fit_result {
   std::vector<epoch_stats> history;
   bool stopped_early = false;
+  std::vector<std::string> warnings; ///< e.g. the divergence warning (fit_options::divergence_factor)
 };
 
 /// @brief Loss and accuracy of a model over a data set (no gradient; evaluation mode).
@@ -108,6 +116,57 @@ inline std::string json_num(double v) {
   s << std::setprecision(10) << v;
   return s.str();
 }
+/// Watches batch losses for divergence (fit_options::divergence_factor): returns the warning text
+/// the first time a loss exceeds factor x the first loss, "" otherwise.
+class divergence_watch {
+public:
+  explicit divergence_watch(double factor) noexcept : m_factor(factor) {}
+  std::string observe(double loss, std::size_t epoch, std::size_t batch) {
+    if (m_warned || !(m_factor > 0) || !std::isfinite(loss)) return {};
+    if (!m_have_first) {
+      m_first = loss;
+      m_have_first = true;
+      return {};
+    }
+    if (!(m_first > 0) || !(loss > m_factor * m_first)) return {};
+    m_warned = true;
+    std::ostringstream s;
+    s << "warning: the loss grew from " << m_first << " (first batch) to " << loss << " at epoch " << epoch
+      << ", batch " << batch << " (more than " << m_factor
+      << "x): training is probably diverging; lower the learning rate or clip gradients";
+    return s.str();
+  }
+
+private:
+  double m_factor;
+  double m_first = 0;
+  bool m_have_first = false;
+  bool m_warned = false;
+};
+
+/// Runs `opt.step()`. A numeric_error from it (lepton's optimizers refuse non-finite gradients
+/// before writing anything) is rethrown with the epoch and batch; with `keep_going`
+/// (fit_options::stop_on_nonfinite = false) the update is skipped instead and false returned.
+template <class Opt>
+bool checked_step(Opt& opt, char const* who, std::size_t epoch, std::size_t batch, bool keep_going) {
+  try {
+    opt.step();
+    return true;
+  } catch (numeric_error const& e) {
+    if (keep_going) return false;
+    std::string_view what = e.what();
+    if (what.starts_with("lepton: ")) what.remove_prefix(8);
+    throw numeric_error(std::string(who) + ": epoch " + std::to_string(epoch) + ", batch " +
+                        std::to_string(batch) + ": " + std::string(what));
+  }
+}
+
+/// The warning fit leaves when it skipped updates (stop_on_nonfinite = false).
+inline std::string skipped_warning(std::size_t skipped) {
+  return "warning: " + std::to_string(skipped) +
+         " update(s) skipped: their gradients held NaN or infinite values (stop_on_nonfinite = false)";
+}
+
 template <class Loss, class Out, class Y> constexpr bool counts_accuracy() {
   return std::is_integral_v<typename std::remove_cvref_t<Y>::value_type>;
 }
@@ -173,6 +232,8 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
   data::loader<X, Y> ld(train,
                         {.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last});
   fit_result result;
+  detail::divergence_watch watch(o.divergence_factor);
+  std::size_t skipped = 0; // updates refused for non-finite gradients, with stop_on_nonfinite = false
   double best = std::numeric_limits<double>::infinity();
   std::size_t bad_epochs = 0;
   for (std::size_t e = o.start_epoch; e < o.epochs; ++e) {
@@ -192,7 +253,11 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
         throw numeric_error("fit: non-finite loss (" + detail::fmt(l) + ") at epoch " +
                             std::to_string(e + 1) + ", batch " + std::to_string(batch_index + 1) +
                             "; lower the learning rate or check the data");
-      opt.step();
+      if (!detail::checked_step(opt, "fit", e + 1, batch_index + 1, !o.stop_on_nonfinite)) ++skipped;
+      if (auto w = watch.observe(l, e + 1, batch_index + 1); !w.empty()) {
+        if (mode != progress::none) out << (mode == progress::bar ? "\r\x1b[K" : "") << w << std::endl;
+        result.warnings.push_back(std::move(w));
+      }
       total += l * double(b);
       seen += b;
       ++batch_index;
@@ -258,6 +323,7 @@ fit_result fit(Model& model, Opt& opt, Loss const& loss, data::dataset<X, Y> con
       }
     }
   }
+  if (skipped) result.warnings.push_back(detail::skipped_warning(skipped));
   return result;
 }
 
