@@ -59,6 +59,7 @@ template <expression E> auto backward(E const& loss, backward_options opt = {}) 
   if (ev.needs_grad(ctx)) {
     detail::scalar_ev<T> seed{T(1)};
     ev.backward(ctx, seed);
+    ctx.dag.run_backward(ctx); // each shared value's rule once, with its summed gradient (eval/dag.hpp)
   }
   return value;
 }
@@ -107,6 +108,7 @@ auto grad(E const& f, W const&... wrt) {
   if (ev.needs_grad(ctx)) {
     detail::scalar_ev<T> seed{T(1)};
     ev.backward(ctx, seed);
+    ctx.dag.run_backward(ctx); // each shared value's rule once, with its summed gradient (eval/dag.hpp)
   }
   return result;
 }

@@ -17,8 +17,12 @@
 
 #if defined(_MSC_VER)
 #define LEPTON_ALWAYS_INLINE __forceinline
+/// Keeps a function out of line: the evaluators of materialised nodes, which appear once per use of
+/// a value in the evaluator tree (inlining every copy makes code size exponential in the depth).
+#define LEPTON_NOINLINE __declspec(noinline)
 #else
 #define LEPTON_ALWAYS_INLINE inline __attribute__((always_inline))
+#define LEPTON_NOINLINE __attribute__((noinline))
 #endif
 
 namespace lepton {

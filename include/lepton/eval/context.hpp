@@ -10,6 +10,7 @@
 
 #include "../core/error.hpp"
 #include "../core/memory.hpp"
+#include "dag.hpp"
 
 namespace lepton::detail {
 
@@ -20,9 +21,11 @@ struct grad_target {
 };
 
 struct eval_context {
-  explicit eval_context(arena& a) : mem(a) {}
+  explicit eval_context(arena& a) : mem(a), dag(a) {}
 
   arena& mem;
+  /// The distinct materialised values of this evaluation and their summed gradients (dag.hpp).
+  dag_table dag;
   /// Values will be read again by a backward pass: GEMM outputs are not overwritten in place by
   /// their epilogue (the pre-activation is needed by the activation's derivative).
   bool keep_values = false;

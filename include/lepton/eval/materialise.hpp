@@ -4,6 +4,7 @@
 ///        epilogue when the group directly consumes one matmul), and moving gradients across
 ///        materialisation boundaries and broadcasts.
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -55,11 +56,16 @@ template <class T, class Ev> void materialise_into_impl(eval_context& ctx, Ev& e
         if (!ctx.keep_values) mm.set_output(dst); // in place: the pre-activation is not needed later
         ev.forward(ctx, &mm);
         ev.bind(s);
+        done = true;
+        if (mm.is_aliased()) { // the product was computed elsewhere (a reused value)
+          run_assign(dst, ev, s, false);
+          return;
+        }
         std::size_t const ld = s[1];
         mm.run_gemm([&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
           run_block(dst, ld, ev, i0, i1, j0, j1);
         });
-        done = true;
+        if (ctx.keep_values) mm.publish(ctx); // else the block epilogue overwrote the product
       }
     });
     if (done) return;
@@ -204,6 +210,40 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
       return view_ev<T, RC>(prev.ptr, cs);
     }
   }
+}
+
+/// Adds gradient `g` (over shape s) to DAG entry `e` (dag.hpp). The first contribution borrows a
+/// contiguous buffer as it is (no copy); a second one copies it before adding.
+template <class T, std::size_t R, class G>
+void add_entry_grad(eval_context& ctx, dag_entry& e, G& g, shape_t<R> const& s) {
+  std::size_t const n = shape_size(s);
+  if (!e.grad) {
+    if constexpr (is_view_v<G>) {
+      if (g.size() == n && g.shape() == s) {
+        e.grad = g.ptr;
+        e.grad_borrowed = true;
+        return;
+      }
+    }
+    T* p = ctx.alloc<T>(n);
+    g.bind(s);
+    run_assign(p, g, s, false);
+    anomaly_check<gradient_tag>(p, n, "backward");
+    e.grad = p;
+    e.grad_borrowed = false;
+    return;
+  }
+  T* p = const_cast<T*>(static_cast<T const*>(e.grad));
+  if (e.grad_borrowed) {
+    T* q = ctx.alloc<T>(n);
+    std::copy_n(p, n, q);
+    p = q;
+    e.grad = q;
+    e.grad_borrowed = false;
+  }
+  g.bind(s);
+  run_assign(p, g, s, true);
+  anomaly_check<gradient_tag>(p, n, "backward");
 }
 
 /// Hands gradient `g` (over shape s) to `child`, reducing over broadcast dimensions if needed.

@@ -303,6 +303,11 @@ template <class Op, class A> struct evaluator<unary_node<Op, A>> {
   Ea a;
   Op op;
   explicit evaluator(node const& n) : a(n.a), op(n.op) {}
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    id.push_bytes(op);
+    identify(a, id, ctx);
+  }
 
   shape_t<rank> shape() const { return a.shape(); }
   void forward(eval_context& ctx, void const* defer) { a.forward(ctx, defer); }
@@ -348,6 +353,12 @@ template <class Op, class A, class B> struct evaluator<binary_node<Op, A, B>> {
   shape_t<rank> shp;
   explicit evaluator(node const& n)
       : a(n.a), b(n.b), op(n.op), shp(broadcast_shapes<rank>(a.shape(), b.shape(), Op::name)) {}
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    id.push_bytes(op);
+    identify(a, id, ctx);
+    identify(b, id, ctx);
+  }
 
   shape_t<rank> const& shape() const { return shp; }
   void forward(eval_context& ctx, void const* defer) {
@@ -440,6 +451,12 @@ template <class C, class A, class B> struct evaluator<where_node<C, A, B>> {
       : c(n.c), a(n.a), b(n.b),
         shp(broadcast_shapes<rank>(c.shape(), broadcast_shapes<rank>(a.shape(), b.shape(), "where"),
                                    "where")) {}
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(c, id, ctx);
+    identify(a, id, ctx);
+    identify(b, id, ctx);
+  }
   shape_t<rank> const& shape() const { return shp; }
   void forward(eval_context& ctx, void const* defer) {
     c.forward(ctx, defer);
@@ -505,6 +522,11 @@ template <class A> struct evaluator<stop_gradient_node<A>> : evaluator<A> {
   using base = evaluator<A>;
   static constexpr bool may_need_grad = false;
   explicit evaluator(stop_gradient_node<A> const& n) : base(n.a) {}
+  /// Its own tag: a product of stop_gradient(x) must not share (and so block) the gradient of x's.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<stop_gradient_node<A>>());
+    identify(static_cast<base&>(*this), id, ctx);
+  }
   bool needs_grad(eval_context const&) const { return false; }
   template <class G> void backward(eval_context&, G&) {}
 };

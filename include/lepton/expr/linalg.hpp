@@ -72,26 +72,70 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
   shape_t<2> shp;
   view_ev<T, 2> va, vb, out;
   T* preset = nullptr;
+  std::size_t slot = dag_table::npos; ///< this product's DAG entry (eval/dag.hpp), once resolved
+  bool aliased = false;               ///< the product was computed by another occurrence; this one reads it
 
-  explicit evaluator(node const& n) : a(n.a), b(n.b), shp(matmul_shape(a.shape(), b.shape())) {}
+  // The entry points below are out of line: a value used twice appears twice in the evaluator
+  // tree, and inlining both copies at every level made code size (and compile time) exponential in
+  // the nesting depth of reused values.
+  LEPTON_NOINLINE explicit evaluator(node const& n)
+      : a(n.a), b(n.b), shp(matmul_shape(a.shape(), b.shape())) {}
   shape_t<2> const& shape() const { return shp; }
 
   /// Makes the GEMM write into `p` (shape (m, n), contiguous) instead of an arena buffer.
   void set_output(T* p) { preset = p; }
 
+  /// This product's DAG entry: products with equal operands (copies of one expression) share one.
+  LEPTON_NOINLINE std::size_t resolve(eval_context& ctx) {
+    if (slot == dag_table::npos) {
+      identity id(ctx.mem);
+      id.push(type_word<node>());
+      identify(a, id, ctx);
+      identify(b, id, ctx);
+      slot = ctx.dag.resolve(id);
+    }
+    return slot;
+  }
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<dag_entry>());
+    id.push(resolve(ctx));
+  }
+
   /// Computes the operands; runs the GEMM unless `defer == this` (the caller then calls run_gemm
-  /// with its epilogue).
-  void forward(eval_context& ctx, void const* defer) {
+  /// with its epilogue, then publish). If an equal product was computed already, reads it instead
+  /// (`aliased()`; copied into the preset output, if any) and computes nothing.
+  LEPTON_NOINLINE void forward(eval_context& ctx, void const* defer) {
+    dag_entry& e = ctx.dag[resolve(ctx)];
+    if (e.computed && e.owner != this) {
+      aliased = true;
+      T const* p = static_cast<T const*>(e.out);
+      if (preset) {
+        std::copy_n(p, shape_size(shp), preset);
+        p = preset;
+      }
+      out = view_ev<T, 2>(p, shp);
+      ++dag_stats().reused;
+      return;
+    }
     va = value_of(ctx, a);
     vb = value_of(ctx, b);
     T* o = preset ? preset : ctx.alloc<T>(shape_size(shp));
     out = view_ev<T, 2>(o, shp);
-    if (defer != static_cast<void const*>(this)) run_gemm(cpu::no_epilogue{});
+    if (defer != static_cast<void const*>(this)) {
+      run_gemm(cpu::no_epilogue{});
+      publish(ctx);
+    }
   }
+  /// True when forward found the product computed by another occurrence (nothing to run).
+  bool is_aliased() const noexcept { return aliased; }
   template <class Epi> void run_gemm(Epi const& epi) {
+    ++dag_stats().computed;
     std::size_t const m = shp[0], n = shp[1], k = va.shp[1];
     cpu::gemm<T>(false, false, m, n, k, T(1), va.ptr, k, vb.ptr, n, T(0), const_cast<T*>(out.ptr), n, epi);
   }
+  /// Makes the product computed by run_gemm readable by other occurrences. Not called when an
+  /// epilogue overwrote it in place (inference): they then compute it themselves.
+  void publish(eval_context& ctx) { ctx.dag.complete(slot, this, out.ptr, &deferred_backward); }
   view_ev<T, 2> const& buffer() const { return out; }
   template <class F> void visit_top(F&& f) { f(*this); }
   template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
@@ -106,13 +150,20 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
   bool reads(void const* p, void const* e) const { return a.reads(p, e) || b.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx) || b.needs_grad(ctx); }
 
+  /// Adds `g` to this product's entry; the backward rule runs once, with the sum of every use's
+  /// gradient, when the evaluation's DAG schedule reaches it (dag_table::run_backward).
+  template <class G> LEPTON_NOINLINE void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      if (!a.needs_grad(ctx) && !b.needs_grad(ctx)) return;
+      add_entry_grad<T>(ctx, ctx.dag[slot], g, shp);
+    }
+  }
+
   // dA = G B^T (m, k); dB = A^T G (k, n). A leaf's gradient is written by the GEMM directly.
-  template <class G> void backward(eval_context& ctx, G& g) {
+  LEPTON_NOINLINE void backward_summed(eval_context& ctx, view_ev<T, 2> const& gv) {
     if constexpr (may_need_grad) {
       bool const ga = a.needs_grad(ctx), gb = b.needs_grad(ctx);
-      if (!ga && !gb) return;
       std::size_t const m = shp[0], n = shp[1], k = va.shp[1];
-      auto gv = grad_value<T>(ctx, g, shp);
       if constexpr (Ea::may_need_grad) {
         if (ga)
           backward_operand(ctx, a, {m, k}, [&](T beta, T* d) {
@@ -129,6 +180,12 @@ template <class A, class B> struct evaluator<matmul_node<A, B>> {
   }
 
 private:
+  static void deferred_backward(void* self, eval_context& ctx, void const* grad) {
+    auto& me = *static_cast<evaluator*>(self);
+    view_ev<T, 2> gv(static_cast<T const*>(grad), me.shp);
+    me.backward_summed(ctx, gv);
+  }
+
   template <class Child, class Run>
   static void backward_operand(eval_context& ctx, Child& c, shape_t<2> s, Run run) {
     if constexpr (requires { c.sink(ctx); }) {
@@ -178,10 +235,15 @@ template <class AddEv, cpu::gemm_activation Act> struct bias_act_run {
     shape_t<2> const s = mm.shape();
     if (bias.shape()[0] != s[1] || add.shape() != s) return false; // a broadcast bias: generic path
     if (!ctx.keep_values) mm.set_output(dst);
-    ev.forward(ctx, &mm); // the matmul's operands (the GEMM itself is deferred) and the bias
+    ev.forward(ctx, &mm);  // the matmul's operands (the GEMM itself is deferred) and the bias
+    ev.bind(s);            // as the generic path leaves it (anomaly mode reads the group back)
+    if (mm.is_aliased()) { // the product was computed elsewhere (a reused value): apply the group
+      run_assign(dst, ev, s, false);
+      return true;
+    }
     cpu::gemm_bias_act<T> const ep{bias.buffer().ptr, Act, ctx.keep_values ? dst : nullptr, s[1]};
     mm.run_gemm(ep);
-    ev.bind(s); // as the generic path leaves it (anomaly mode reads the group back)
+    if (ctx.keep_values) mm.publish(ctx); // (otherwise the GEMM wrote the activation, not the product)
     return true;
   }
 };

@@ -167,6 +167,7 @@ template <class Holder, bool NoGrad> struct evaluator<dense_leaf<Holder, NoGrad>
   static constexpr std::size_t top_gemms = 0;
 
   explicit evaluator(node const& n) : base(n.data(), n.shape()) {}
+  void lepton_identify(identity& id, eval_context&) const { identify_leaf<node>(id, this->ptr, this->shp); }
   void forward(eval_context&, void const*) {}
   base const& buffer() const noexcept { return *this; }
   template <class F> void visit_top(F&&) {}
@@ -202,6 +203,7 @@ template <class P> struct evaluator<param_leaf<P>> : view_ev<typename P::value_t
 
   P* p;
   explicit evaluator(node const& n) : base(n.p->data(), n.p->shape()), p(const_cast<P*>(n.p)) {}
+  void lepton_identify(identity& id, eval_context&) const { identify_leaf<node>(id, this->ptr, this->shp); }
   void forward(eval_context&, void const*) {}
   base const& buffer() const noexcept { return *this; }
   template <class F> void visit_top(F&&) {}
@@ -235,6 +237,10 @@ template <class T> struct evaluator<scalar_leaf<T>> : scalar_ev<T> {
   static constexpr bool has_buffer = false;
   static constexpr std::size_t top_gemms = 0;
   explicit evaluator(scalar_leaf<T> const& n) { this->value = n.value; }
+  void lepton_identify(identity& id, eval_context&) const {
+    id.push(type_word<scalar_leaf<T>>());
+    id.push_bytes(this->value);
+  }
   shape_t<0> shape() const { return {}; }
   void forward(eval_context&, void const*) {}
   template <class F> void visit_top(F&&) {}

@@ -1,0 +1,177 @@
+// DAG semantics (issue P11): a value used in several places is computed once per evaluation, and its
+// gradients from every use are summed before one pass through its backward rule. Checked against
+// float64 central differences (gradcheck, 20 dag_seeds) and by counting products (eval/dag.hpp's
+// dag_stats): a diamond, a tied-weight model, a residual stack, a reused lvalue expression.
+#include <catch2/catch.hpp>
+#include <lepton/lepton.hpp>
+#include <support/util.hpp>
+
+#include <array>
+#include <cstdint>
+
+namespace lp = lepton;
+
+namespace {
+constexpr int dag_seeds = 20;
+
+using dag_mat = lp::tensor<double, lp::dyn, lp::dyn>;
+
+template <class F, class... W> void expect_dag_gradcheck(char const* name, int seed, F&& f, W&... w) {
+  auto r = lp::gradcheck(f, w...);
+  INFO(name << " seed " << seed << ": " << r.message);
+  REQUIRE(r.ok);
+  REQUIRE(r.checked > 0);
+}
+
+/// Products computed and reused, and deferred backward rules run, by `f` on this thread.
+struct dag_delta {
+  std::uint64_t computed, reused, backward_runs;
+};
+template <class F> dag_delta count_dag(F&& f) {
+  auto const before = lp::detail::dag_stats();
+  f();
+  auto const after = lp::detail::dag_stats();
+  return {after.computed - before.computed, after.reused - before.reused,
+          after.backward_runs - before.backward_runs};
+}
+
+template <std::size_t W> struct res_block {
+  lp::nn::linear<W, W, double> fc;
+  auto operator()(auto const& x) const { return lp::relu(fc(x)) + x; }
+};
+
+/// N residual blocks relu(fc_k(x)) + x: the res_block's input is read twice, so the k-th res_block's value
+/// appears 2^(N-k) times in the expression.
+template <std::size_t N, std::size_t W> struct residual_stack {
+  std::array<res_block<W>, N> blocks;
+  template <std::size_t I = 0, class X> auto apply(X const& x) const {
+    if constexpr (I == N)
+      return lp::detail::as_expr(x);
+    else
+      return apply<I + 1>(blocks[I](x));
+  }
+  auto operator()(auto const& x) const { return apply(x); }
+};
+
+/// One layer called twice: its weight receives the sum of both uses' gradients.
+struct tied_model {
+  lp::nn::linear<6, 6, double> fc;
+  auto operator()(auto const& x) const { return fc(lp::tanh(fc(x))); }
+};
+
+template <class Model> void init_dag_model(Model& m, std::uint64_t seed) {
+  lp::nn::for_each_parameter(
+      m, [&](std::string_view, auto& p) { lepton_test::fill_uniform(p.value, -0.6, 0.6, seed++); });
+}
+} // namespace
+
+TEST_CASE("dag: a diamond h -> (h, relu(h)) matches finite differences, h computed once", "[autodiff][dag]") {
+  for (int seed = 0; seed < dag_seeds; ++seed) {
+    std::size_t const rows = 1 + std::size_t(seed % 4), inner = 3 + std::size_t(seed % 5);
+    dag_mat x({rows, inner}), w({inner, 5}), wt({rows, 5});
+    lepton_test::fill_uniform(x, -1, 1, seed);
+    lepton_test::fill_uniform(w, -1, 1, seed + 100);
+    lepton_test::fill_uniform(wt, -1, 1, seed + 200);
+    auto f = [&] {
+      auto h = lp::matmul(x, w);
+      return lp::sum((h + lp::relu(h) * h) * wt);
+    };
+    expect_dag_gradcheck("diamond", seed, f, x, w);
+  }
+  dag_mat x({4, 3}), w({3, 5});
+  lepton_test::fill_uniform(x, -1, 1, 1);
+  lepton_test::fill_uniform(w, -1, 1, 2);
+  auto d = count_dag([&] {
+    auto h = lp::matmul(x, w);
+    (void)lp::grad(lp::sum(h + lp::relu(h) * h), x, w);
+  });
+  CHECK(d.computed == 1);      // one GEMM for the three uses
+  CHECK(d.reused == 2);        // the other two read it
+  CHECK(d.backward_runs == 1); // and one backward rule with the summed gradient
+}
+
+TEST_CASE("dag: a tied-weight model matches finite differences", "[autodiff][dag]") {
+  for (int seed = 0; seed < dag_seeds; ++seed) {
+    tied_model m;
+    init_dag_model(m, std::uint64_t(seed) * 7 + 1);
+    lp::tensor<double, lp::dyn, 6> x(1 + std::size_t(seed % 3));
+    lepton_test::fill_uniform(x, -1, 1, seed + 300);
+    dag_mat wt({x.shape()[0], 6});
+    lepton_test::fill_uniform(wt, -1, 1, seed + 400);
+    auto f = [&] { return lp::sum(m(x) * wt); };
+    expect_dag_gradcheck("tied_model", seed, f, m.fc.weight, m.fc.bias, x);
+  }
+}
+
+TEST_CASE("dag: a residual stack matches finite differences, and each block's product is computed once",
+          "[autodiff][dag]") {
+  for (int seed = 0; seed < dag_seeds; ++seed) {
+    residual_stack<3, 4> m;
+    init_dag_model(m, std::uint64_t(seed) * 11 + 3);
+    lp::tensor<double, lp::dyn, 4> x(1 + std::size_t(seed % 3));
+    lepton_test::fill_uniform(x, -1, 1, seed + 500);
+    dag_mat wt({x.shape()[0], 4});
+    lepton_test::fill_uniform(wt, -1, 1, seed + 600);
+    auto f = [&] { return lp::sum(m(x) * wt); };
+    expect_dag_gradcheck("residual", seed, f, m.blocks[0].fc.weight, m.blocks[1].fc.bias,
+                         m.blocks[2].fc.weight, x);
+  }
+  // A training step of 5 blocks: res_block k's product occurs 2^(5-k) times in the tree (31 in all);
+  // exactly 5 GEMMs run forward and 5 backward rules run. (Occurrences inside a reused product's
+  // operands are never visited by forward, so fewer than 26 occurrences count as reused.)
+  residual_stack<5, 8> m;
+  init_dag_model(m, 9);
+  lp::tensor<double, lp::dyn, 8> x(3);
+  lepton_test::fill_uniform(x, -1, 1, 10);
+  auto d = count_dag([&] { (void)lp::backward(lp::sum(m(x))); });
+  CHECK(d.computed == 5);
+  CHECK(d.reused > 0);
+  CHECK(d.reused < 31 - 5);
+  CHECK(d.backward_runs == 5);
+}
+
+TEST_CASE("dag: a reused lvalue expression (h = relu(fc1(x)), then fc2(h) + h) is evaluated once",
+          "[autodiff][dag]") {
+  lp::nn::linear<5, 5, double> fc1, fc2;
+  init_dag_model(fc1, 1);
+  init_dag_model(fc2, 2);
+  lp::tensor<double, lp::dyn, 5> x(4);
+  lepton_test::fill_uniform(x, -1, 1, 3);
+  auto f = [&] {
+    auto h = lp::relu(fc1(x));
+    auto y = fc2(h) + h;
+    return lp::sum(y * y);
+  };
+  for (int seed = 0; seed < dag_seeds; ++seed) {
+    lepton_test::fill_uniform(x, -1, 1, std::uint64_t(seed) + 20);
+    expect_dag_gradcheck("reused lvalue", seed, f, fc1.weight, fc1.bias, fc2.weight, x);
+  }
+  // y * y reads y twice: fc1's product has 4 uses, fc2's 2. A training step computes each once.
+  auto d = count_dag([&] { (void)lp::backward(f()); });
+  CHECK(d.computed == 2);
+  CHECK(d.reused == 3); // (forward visits 5 of the 6 uses: the rest lie inside a reused product)
+  CHECK(d.backward_runs == 2);
+  // Inference writes relu(x w1 + b1) over fc1's product in place (no buffer is kept for a
+  // backward), so the residual's use computes that product once more: 3 GEMMs for 2 products.
+  auto di = count_dag([&] { (void)lp::value(f()); });
+  CHECK(di.computed == 3);
+
+  SECTION("equal-looking products of different tensors are not shared") {
+    lp::tensor<double, lp::dyn, 5> x2(4);
+    lepton_test::fill_uniform(x2, -1, 1, 99);
+    auto g = [&] { return lp::sum(fc1(x) + fc1(x2)); };
+    auto d2 = count_dag([&] { (void)lp::value(g()); });
+    CHECK(d2.computed == 2);
+    CHECK(d2.reused == 0);
+    double const want = lp::value(lp::sum(fc1(x))) + lp::value(lp::sum(fc1(x2)));
+    CHECK(lp::value(g()) == Approx(want).epsilon(1e-12));
+  }
+  SECTION("stop_gradient of a shared value does not res_block the other use's gradient") {
+    lp::param<double, 5, 5> w;
+    lepton_test::fill_uniform(w.value, -1, 1, 7);
+    auto h = [&] { return lp::sum(lp::matmul(x, w) + lp::stop_gradient(lp::matmul(x, w))); };
+    auto [gw] = lp::grad(h(), w);
+    auto [gw1] = lp::grad(lp::sum(lp::matmul(x, w)), w);
+    for (std::size_t i = 0; i < gw.size(); ++i) CHECK(gw.data()[i] == Approx(gw1.data()[i]).epsilon(1e-12));
+  }
+}
