@@ -170,7 +170,8 @@ private:
     }
     for (;;) {
       shape.push_back(integer());
-      if (shape.size() > 64) fail("'shape' has more than 64 dimensions");
+      if (shape.size() > max_rank)
+        fail("'shape' has more than " + std::to_string(max_rank) + " dimensions (the rank limit)");
       ws();
       if (peek() == ')') {
         if (shape.size() == 1) fail("'shape' is not a tuple (one dimension needs a trailing comma)");

@@ -23,6 +23,10 @@ namespace lepton::io::detail {
 /// The text of an errno value (thread-safe, unlike std::strerror).
 inline std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
+/// The most dimensions a tensor read from a file may have (numpy's own limit since 2.0). A larger
+/// rank is a format_error; without this limit a 100 MB header could describe a rank-50,000,000 shape.
+inline constexpr std::size_t max_rank = 64;
+
 /// "lepton: <file>: <reason>" as a format_error.
 [[noreturn]] inline void format_fail(std::string const& file, std::string const& reason) {
   throw format_error(file + ": " + reason);
