@@ -114,6 +114,17 @@ public:
   std::uint64_t size() const noexcept { return m_size; }
   std::string const& name() const noexcept { return m_name; }
 
+  /// The bytes [offset, offset + size) of this window as a window of its own, named `name`.
+  byte_source window(std::uint64_t offset, std::uint64_t size, std::string name) const {
+    if (offset > m_size || size > m_size - offset)
+      format_fail(m_name, "truncated: " + name + " needs bytes [" + std::to_string(offset) + ", " +
+                              std::to_string(offset + size) + ") but only " + std::to_string(m_size) +
+                              " are there");
+    if (m_file) return byte_source(*m_file, m_base + offset, size, std::move(name));
+    return byte_source(m_mem.subspan(static_cast<std::size_t>(offset), static_cast<std::size_t>(size)),
+                       std::move(name));
+  }
+
   void read(std::uint64_t offset, void* dst, std::size_t n, std::string const& what) const {
     if (offset > m_size || n > m_size - offset)
       format_fail(m_name, "truncated: " + what + " needs bytes [" + std::to_string(offset) + ", " +
