@@ -298,9 +298,14 @@ public:
 
   /// Appends a tensor; throws lepton::value_error if the name is already there.
   dyn_tensor& insert(std::string name, dyn_tensor t) {
-    if (m_index.count(name)) throw value_error("tensor_map: duplicate tensor name '" + name + "'");
-    m_index.emplace(name, m_entries.size());
-    m_entries.emplace_back(std::move(name), std::move(t));
+    auto [it, fresh] = m_index.try_emplace(name, m_entries.size()); // one search: loaders insert 10^6 names
+    if (!fresh) throw value_error("tensor_map: duplicate tensor name '" + name + "'");
+    try {
+      m_entries.emplace_back(std::move(name), std::move(t));
+    } catch (...) {
+      m_index.erase(it);
+      throw;
+    }
     return m_entries.back().second;
   }
 
@@ -359,12 +364,20 @@ struct load_into_options {
 
 /// @brief Limits applied while loading untrusted files.
 ///
-/// **Example**: `auto m = lepton::io::load_safetensors("big.safetensors", {.max_header_bytes = 1 << 30});`
+/// **Example**:
+/// ```
+/// auto m = lepton::io::load_safetensors("big.safetensors", {.max_header_bytes = 1 << 30});
+/// auto z = lepton::io::load_npz("big.npz", {.max_decompressed_bytes = std::size_t{8} << 30});
+/// ```
 struct load_options {
   /// Largest accepted safetensors JSON header; a larger claimed length is a format_error.
   std::size_t max_header_bytes = std::size_t{100} << 20;
   /// Largest accepted .npy header dict (numpy itself refuses more than 10000 bytes by default).
   std::size_t max_npy_header_bytes = std::size_t{1} << 20;
+  /// Most bytes that the compressed (deflate) entries of one .npz archive may inflate to, all entries
+  /// together; a larger declared size is a format_error before anything is allocated or inflated.
+  /// Stored entries do not count: the file itself holds their bytes.
+  std::size_t max_decompressed_bytes = std::size_t{1} << 30;
 };
 
 namespace detail {

@@ -170,7 +170,8 @@ private:
     }
     for (;;) {
       shape.push_back(integer());
-      if (shape.size() > 64) fail("'shape' has more than 64 dimensions");
+      if (shape.size() > max_rank)
+        fail("'shape' has more than " + std::to_string(max_rank) + " dimensions (the rank limit)");
       ws();
       if (peek() == ')') {
         if (shape.size() == 1) fail("'shape' is not a tuple (one dimension needs a trailing comma)");
@@ -208,12 +209,14 @@ private:
   std::size_t m_pos = 0;
 };
 
-inline npy_header read_npy_header(byte_source const& src, load_options const& opt) {
-  std::string const& file = src.name();
-  unsigned char pre[10];
-  if (src.size() < 10)
-    format_fail(file, "truncated: " + std::to_string(src.size()) + " bytes is too short for a .npy file");
-  src.read(0, pre, 10, "magic");
+/// Reads the magic, version, length and dict of a .npy of `total` bytes from a sequential source:
+/// `next(dst, n, what)` gives its next `n` bytes. Every length is checked against `total` first.
+template <class Next> npy_header read_npy_header(std::string const& file, std::uint64_t total, Next& next,
+                                                 load_options const& opt) {
+  unsigned char pre[12];
+  if (total < 10)
+    format_fail(file, "truncated: " + std::to_string(total) + " bytes is too short for a .npy file");
+  next(pre, 10, "magic");
   if (std::memcmp(pre, npy_magic, 6) != 0)
     format_fail(file, "not a .npy file (the magic string \\x93NUMPY is missing)");
   unsigned major = pre[6], minor = pre[7];
@@ -225,20 +228,22 @@ inline npy_header read_npy_header(byte_source const& src, load_options const& op
     hlen = load_le<std::uint16_t>(pre + 8);
     start = 10;
   } else {
-    unsigned char l4[4];
-    src.read(8, l4, 4, "header length");
-    hlen = load_le<std::uint32_t>(l4);
+    if (total < 12)
+      format_fail(file, "truncated: " + std::to_string(total) + " bytes is too short for a version " +
+                            std::to_string(major) + ".0 .npy file");
+    next(pre + 10, 2, "header length");
+    hlen = load_le<std::uint32_t>(pre + 8);
     start = 12;
   }
   if (hlen > opt.max_npy_header_bytes)
     format_fail(file, "header length " + std::to_string(hlen) + " exceeds the limit of " +
                           std::to_string(opt.max_npy_header_bytes) +
                           " bytes (load_options::max_npy_header_bytes)");
-  if (hlen > src.size() - start)
+  if (hlen > total - start)
     format_fail(file, "truncated: header length " + std::to_string(hlen) + " but only " +
-                          std::to_string(src.size() - start) + " bytes follow");
+                          std::to_string(total - start) + " bytes follow");
   std::string text(static_cast<std::size_t>(hlen), '\0');
-  src.read(start, text.data(), text.size(), "header");
+  next(text.data(), text.size(), "header");
   npy_header h = npy_dict_parser(text, file).parse();
   h.data_offset = start + hlen;
   return h;
@@ -275,13 +280,17 @@ inline void fortran_to_c(std::byte const* src, std::byte* dst, std::vector<std::
   }
 }
 
-inline dyn_tensor read_npy(byte_source const& src, load_options const& opt) {
-  std::string const& file = src.name();
-  npy_header h = read_npy_header(src, opt);
+/// Reads a .npy of `total` bytes from a sequential source (`next(dst, n, what)` gives its next `n`
+/// bytes, see read_npy_header): the data size that the header declares must equal what `total`
+/// leaves, and is checked before the tensor is allocated, so a header can never make the loader
+/// allocate more than the source holds. (.npz entries are read this way while they inflate.)
+template <class Next> dyn_tensor read_npy_stream(std::string const& file, std::uint64_t total, Next&& next,
+                                                 load_options const& opt) {
+  npy_header h = read_npy_header(file, total, next, opt);
   auto nbytes = checked_nbytes(h.type, h.shape);
   if (!nbytes)
     format_fail(file, "shape " + shape_string(h.shape) + " has too many elements (its byte size overflows)");
-  std::uint64_t const have = src.size() - h.data_offset;
+  std::uint64_t const have = total - h.data_offset;
   if (have < *nbytes)
     format_fail(file, "truncated: " + std::string(to_string(h.type)) + " " + shape_string(h.shape) +
                           " needs " + std::to_string(*nbytes) + " bytes of data but the file has " +
@@ -292,13 +301,22 @@ inline dyn_tensor read_npy(byte_source const& src, load_options const& opt) {
   auto t = dyn_tensor::uninitialized(h.type, h.shape);
   if (h.fortran_order && h.shape.size() > 1) {
     auto tmp = std::make_unique_for_overwrite<std::byte[]>(*nbytes ? *nbytes : 1);
-    src.read(h.data_offset, tmp.get(), *nbytes, "data");
+    next(tmp.get(), *nbytes, "data");
     fortran_to_c(tmp.get(), static_cast<std::byte*>(t.data()), h.shape, itemsize(h.type));
   } else {
-    src.read(h.data_offset, t.data(), *nbytes, "data");
+    next(t.data(), *nbytes, "data");
   }
   if (h.big_endian) byte_swap(t.data(), t.size(), itemsize(h.type));
   return t;
+}
+
+inline dyn_tensor read_npy(byte_source const& src, load_options const& opt) {
+  std::uint64_t pos = 0;
+  auto next = [&](void* dst, std::size_t n, std::string const& what) {
+    src.read(pos, dst, n, what);
+    pos += n;
+  };
+  return read_npy_stream(src.name(), src.size(), next, opt);
 }
 
 /// The header (magic, version, length, dict, padding) numpy.save writes for this dtype and shape,

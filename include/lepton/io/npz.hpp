@@ -9,7 +9,9 @@
 /// multi-disk and encrypted archives, other compression methods and entries whose name does not end in
 /// `.npy` are lepton::format_errors. Every entry is checked: local against central header (name, method,
 /// sizes, CRC), entries inside the archive and not overlapping, the central directory exactly filling the
-/// space before the end record, the CRC of the data, then the .npy content itself (see npy.hpp).
+/// space before the end record, declared sizes against deflate's 1032:1 limit and
+/// load_options::max_decompressed_bytes (before anything is inflated), the .npy content itself (see
+/// npy.hpp) as it inflates, then the exact inflated size and the CRC of the data.
 
 #include <algorithm>
 #include <concepts>
@@ -215,67 +217,150 @@ inline std::vector<zip_entry> read_zip_directory(byte_source const& src) {
   return entries;
 }
 
-/// Inflates raw deflate data, which must decode to exactly `usize` bytes and end exactly at its end.
-/// The output grows with what is actually decoded, so a lying size costs no memory.
-inline std::vector<std::byte> inflate_raw(std::span<std::byte const> in, std::uint64_t usize,
-                                          std::string const& file, std::string const& what) {
-  z_stream zs{};
-  if (inflateInit2(&zs, -15) != Z_OK) throw io_error(file + ": " + what + ": zlib inflateInit2 failed");
-  std::vector<std::byte> out(
-      static_cast<std::size_t>(std::min<std::uint64_t>(usize, (in.size() + 1) * 4 + 65536)));
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
-  zs.avail_in = static_cast<uInt>(in.size());
-  std::size_t produced = 0;
-  int rc = Z_OK;
-  bool too_long = false;
-  for (;;) {
-    if (produced == out.size()) {
-      if (out.size() >= usize) {
-        // Full: the stream must end now; probe with one spare byte.
-        unsigned char probe = 0;
-        zs.next_out = &probe;
-        zs.avail_out = 1;
-        rc = inflate(&zs, Z_FINISH);
-        too_long = zs.avail_out == 0;
-        break;
-      }
-      out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(usize, std::uint64_t{out.size()} * 2 + 1)));
-    }
-    zs.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
-    zs.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - produced, 1u << 30));
-    uInt before = zs.avail_out;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    produced += before - zs.avail_out;
-    if (rc == Z_STREAM_END) break;
-    if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_out == 0)) break;
+/// The bytes of one archive entry, read in order while their CRC-32 is computed: a stored entry
+/// straight from the archive, a deflate entry inflated on the fly from 64 KiB of compressed input
+/// at a time. Nothing is produced past the entry's declared size `usize`, so a reader spends the
+/// memory it asks for (at most `usize`) plus 64 KiB here, whatever the compressed data holds.
+class entry_reader {
+public:
+  entry_reader(byte_source const& src, zip_entry const& z, std::string what)
+      : m_src(src.window(z.data_offset, z.csize, src.name())), m_z(z), m_what(std::move(what)) {
+    if (!deflated()) return;
+    m_in.resize(static_cast<std::size_t>(std::min<std::uint64_t>(z.csize, 1u << 16)));
+    if (inflateInit2(&m_zs, -15) != Z_OK)
+      throw io_error(m_src.name() + ": " + m_what + ": zlib inflateInit2 failed");
+    m_zinit = true;
   }
-  std::size_t const left_in = zs.avail_in;
-  inflateEnd(&zs);
-  if (too_long)
-    format_fail(file, what + ": inflates to more than the announced " + std::to_string(usize) + " bytes");
-  if (rc != Z_STREAM_END)
-    format_fail(file, what + ": corrupt or truncated deflate data (zlib: " + std::to_string(rc) + ")");
-  if (produced != usize)
-    format_fail(file, what + ": inflates to " + std::to_string(produced) + " bytes, not the announced " +
-                          std::to_string(usize));
-  if (left_in != 0)
-    format_fail(file, what + ": " + std::to_string(left_in) + " bytes after the end of the deflate data");
-  out.resize(produced);
-  return out;
-}
+  entry_reader(entry_reader const&) = delete;
+  entry_reader& operator=(entry_reader const&) = delete;
+  ~entry_reader() {
+    if (m_zinit) inflateEnd(&m_zs);
+  }
+
+  /// The next `n` bytes of the entry: the source of read_npy_stream, which never asks past `usize`.
+  void operator()(void* dst, std::size_t n, std::string const& part) {
+    if (n > m_z.usize - m_produced)
+      fail("reading " + part + " would pass the announced size of " + std::to_string(m_z.usize) + " bytes");
+    if (deflated())
+      inflate_exactly(static_cast<Bytef*>(dst), n);
+    else
+      m_src.read(m_produced, dst, n, m_what + " " + part);
+    m_crc = crc32_of(m_crc, dst, n);
+    m_produced += n;
+  }
+
+  /// Reads whatever the .npy reader left (when it stopped early) and checks the entry: a deflate
+  /// stream must end exactly after `usize` bytes and exactly at the end of its compressed data, and
+  /// the CRC must match. Called after a .npy error too: a damaged entry is the better message.
+  void finish() {
+    if (m_failed) return; // this entry's own error is already on its way
+    if (m_produced < m_z.usize) {
+      std::vector<std::byte> scratch(static_cast<std::size_t>(std::min<std::uint64_t>(m_z.usize, 1u << 16)));
+      while (m_produced < m_z.usize)
+        (*this)(scratch.data(),
+                static_cast<std::size_t>(std::min<std::uint64_t>(scratch.size(), m_z.usize - m_produced)),
+                "data");
+    }
+    if (deflated()) {
+      unsigned char probe = 0; // full: the stream must end now, without one more byte
+      if (!m_ended && inflate_some(&probe, 1) != 0)
+        fail("inflates to more than the announced " + std::to_string(m_z.usize) + " bytes");
+      std::uint64_t const left = m_zs.avail_in + (m_z.csize - m_consumed);
+      if (left != 0) fail(std::to_string(left) + " bytes after the end of the deflate data");
+    }
+    if (m_crc != m_z.crc) fail("CRC-32 mismatch (corrupt data)");
+  }
+
+private:
+  bool deflated() const noexcept { return m_z.method == 8; }
+  [[noreturn]] void fail(std::string const& why) {
+    m_failed = true;
+    format_fail(m_src.name(), m_what + ": " + why);
+  }
+
+  /// Inflates exactly `n` bytes into `out`; the entry is too short if the stream ends first.
+  void inflate_exactly(Bytef* out, std::size_t n) {
+    for (std::size_t done = 0; done < n;) {
+      if (m_ended)
+        fail("inflates to " + std::to_string(m_produced + done) + " bytes, not the announced " +
+             std::to_string(m_z.usize));
+      done += inflate_some(out + done, n - done);
+    }
+  }
+
+  /// Runs zlib until it has written `n` bytes (at most 1 GiB) or the stream has ended; returns the count.
+  std::size_t inflate_some(Bytef* out, std::size_t n) {
+    m_zs.next_out = out;
+    m_zs.avail_out = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    uInt const room = m_zs.avail_out;
+    while (m_zs.avail_out > 0 && !m_ended) {
+      if (m_zs.avail_in == 0 && m_consumed < m_z.csize) {
+        auto const k = static_cast<std::size_t>(std::min<std::uint64_t>(m_in.size(), m_z.csize - m_consumed));
+        m_src.read(m_consumed, m_in.data(), k, m_what + " compressed data");
+        m_consumed += k;
+        m_zs.next_in = m_in.data();
+        m_zs.avail_in = static_cast<uInt>(k);
+      }
+      int const rc = inflate(&m_zs, Z_NO_FLUSH);
+      if (rc == Z_STREAM_END)
+        m_ended = true;
+      else if (rc == Z_BUF_ERROR && m_zs.avail_in == 0 && m_consumed == m_z.csize)
+        fail("corrupt or truncated deflate data (the compressed bytes end inside the stream)");
+      else if (rc != Z_OK && rc != Z_BUF_ERROR)
+        fail("corrupt or truncated deflate data (zlib: " + std::to_string(rc) + ")");
+    }
+    return room - m_zs.avail_out;
+  }
+
+  byte_source m_src; // the entry's compressed (or stored) bytes, named like the archive
+  zip_entry const& m_z;
+  std::string m_what;
+  std::vector<unsigned char> m_in; // compressed input
+  z_stream m_zs{};
+  bool m_zinit = false, m_ended = false, m_failed = false;
+  std::uint64_t m_produced = 0, m_consumed = 0;
+  std::uint32_t m_crc = 0;
+};
+
+/// Deflate cannot expand one compressed byte to more than 1032 bytes (zlib's documented limit:
+/// 258 bytes per 2-bit code): a larger declared size is a lie that the file cannot back.
+inline constexpr std::uint64_t deflate_max_ratio = 1032;
 
 inline tensor_map read_npz(byte_source const& src, load_options const& opt) {
   std::string const& file = src.name();
   auto entries = read_zip_directory(src);
+  // Every declared size is checked before anything is allocated or inflated; then no entry is
+  // inflated past its declared size, so the cap holds whatever the compressed data does.
+  std::uint64_t inflated = 0;
+  for (auto const& z : entries) {
+    if (z.method != 8) continue;
+    std::string const what = "entry '" + z.name + "'";
+    if (z.usize > z.csize * deflate_max_ratio + 64)
+      format_fail(file, what + ": announces " + std::to_string(z.usize) + " bytes, more than its " +
+                            std::to_string(z.csize) +
+                            " compressed bytes can inflate to (deflate's limit is " +
+                            std::to_string(deflate_max_ratio) + ":1)");
+    inflated += z.usize;
+    if (inflated > opt.max_decompressed_bytes)
+      format_fail(
+          file,
+          what + ": announces " + std::to_string(z.usize) + " inflated bytes" +
+              (inflated != z.usize ? " (" + std::to_string(inflated) + " with the entries before it)" : "") +
+              ", over the limit of " + std::to_string(opt.max_decompressed_bytes) +
+              " bytes (load_options::max_decompressed_bytes)");
+  }
   tensor_map m;
   for (auto const& z : entries) {
     std::string const what = "entry '" + z.name + "'";
-    std::vector<std::byte> raw(static_cast<std::size_t>(z.csize));
-    src.read(z.data_offset, raw.data(), raw.size(), what);
-    if (z.method == 8) raw = inflate_raw(raw, z.usize, file, what);
-    if (crc32_of(0, raw.data(), raw.size()) != z.crc)
-      format_fail(file, what + ": CRC-32 mismatch (corrupt data)");
-    dyn_tensor t = read_npy(byte_source(raw, file + ": " + what), opt);
+    entry_reader in(src, z, what);
+    dyn_tensor t;
+    try {
+      t = read_npy_stream(file + ": " + what, z.usize, in, opt);
+    } catch (format_error const&) {
+      in.finish(); // a damaged entry (CRC, sizes) is the better message
+      throw;
+    }
+    in.finish();
     m.insert(z.name.substr(0, z.name.size() - 4), std::move(t));
   }
   return m;
@@ -433,7 +518,11 @@ inline std::vector<std::byte> encode_npz(std::vector<tensor_ref> const& tensors)
 
 /// @brief Loads every tensor of an .npz archive, in central-directory order, named without `.npy`.
 ///
-/// Peak extra memory: one entry's size (its raw or inflated bytes before decoding).
+/// Each entry is checked and decoded while it is read or inflated, straight into its tensor: peak
+/// memory is the tensors plus 64 KiB (plus one entry for a Fortran-order one). DEFLATE entries may
+/// announce at most `options.max_decompressed_bytes` (1 GiB) in all, checked before anything is
+/// allocated; an entry over it, or one that inflates to other than it announces, is a format_error
+/// naming the file and the entry.
 ///
 /// **Example**: `auto x = lepton::io::load_npz("batch.npz").at("x").as<float, lepton::dyn, 784>();`
 inline tensor_map load_npz(std::filesystem::path const& path, load_options const& options = {}) {

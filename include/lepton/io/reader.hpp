@@ -23,6 +23,10 @@ namespace lepton::io::detail {
 /// The text of an errno value (thread-safe, unlike std::strerror).
 inline std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
+/// The most dimensions a tensor read from a file may have (numpy's own limit since 2.0). A larger
+/// rank is a format_error; without this limit a 100 MB header could describe a rank-50,000,000 shape.
+inline constexpr std::size_t max_rank = 64;
+
 /// "lepton: <file>: <reason>" as a format_error.
 [[noreturn]] inline void format_fail(std::string const& file, std::string const& reason) {
   throw format_error(file + ": " + reason);
@@ -109,6 +113,17 @@ public:
 
   std::uint64_t size() const noexcept { return m_size; }
   std::string const& name() const noexcept { return m_name; }
+
+  /// The bytes [offset, offset + size) of this window as a window of its own, named `name`.
+  byte_source window(std::uint64_t offset, std::uint64_t size, std::string name) const {
+    if (offset > m_size || size > m_size - offset)
+      format_fail(m_name, "truncated: " + name + " needs bytes [" + std::to_string(offset) + ", " +
+                              std::to_string(offset + size) + ") but only " + std::to_string(m_size) +
+                              " are there");
+    if (m_file) return byte_source(*m_file, m_base + offset, size, std::move(name));
+    return byte_source(m_mem.subspan(static_cast<std::size_t>(offset), static_cast<std::size_t>(size)),
+                       std::move(name));
+  }
 
   void read(std::uint64_t offset, void* dst, std::size_t n, std::string const& what) const {
     if (offset > m_size || n > m_size - offset)
