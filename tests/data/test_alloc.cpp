@@ -1,5 +1,5 @@
 // The loader allocates nothing once constructed, and the readers never allocate what a hostile
-// header asks for. This file replaces the global operator new/delete with counting
+// header or a huge line asks for. This file replaces the global operator new/delete with counting
 // versions (the only test file of the data tests that does), and, on Linux, the build wraps malloc
 // & co. (ld --wrap, see CMakeLists.txt) so that the tensor storage xtensor allocates through xsimd's
 // posix_memalign is counted too. Besides the number of allocations it records the largest one.
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <lepton/data/csv.hpp>
 #include <lepton/data/dataset.hpp>
 #include <lepton/data/idx.hpp>
 #include <lepton/data/loader.hpp>
@@ -249,4 +250,45 @@ TEST_CASE("read_idx: a 65536x65536 gzip header is refused by the default decompr
     largest = g_largest;
   }
   CHECK(largest <= (std::size_t{1} << 20));
+}
+
+TEST_CASE("read_csv: a huge line is refused after max_line_bytes, without reading the file into memory",
+          "[data][csv][alloc]") {
+  ldt::temp_dir dir;
+  auto p = dir / "long-line.csv";
+  std::string const big(std::size_t{16} << 20, '1');
+  std::string many;
+  many.reserve(big.size());
+  while (many.size() + 2 < big.size()) many += "0,";
+  many += '0';
+  for (std::string const* line : {static_cast<std::string const*>(&many), &big}) {
+    ldt::write_text(p, "x,y\n1,2\n" + *line + "\n");
+    std::size_t largest = 0;
+    {
+      allocation_counter c;
+      LEPTON_CHECK_THROWS_NAMING(lepton::data::read_csv(p), lepton::format_error, p.string() + ": line 3",
+                                 "longer than csv_options::max_line_bytes = 1048576");
+      c.stop();
+      largest = g_largest;
+    }
+    INFO((line == &big ? "one 16 MiB field" : "8 Mi fields"));
+    CHECK(largest <= (std::size_t{4} << 20)); // about the cap, not the 16 MiB line
+  }
+}
+
+TEST_CASE("parse_csv: a wide ragged row costs no string per field", "[data][csv][alloc]") {
+  // 500000 fields "0" on one 1 MB line (under the default 1 MiB cap): the old lexer kept one 32-byte
+  // std::string per field (a 16 MB vector), which is why a 100 MB line cost gigabytes.
+  std::string text = "x,y\n";
+  for (int i = 0; i < 500000; ++i) text += i ? ",0" : "0";
+  text += '\n';
+  std::size_t largest = 0;
+  {
+    allocation_counter c;
+    LEPTON_CHECK_THROWS_NAMING(lepton::data::parse_csv(text, {}, "wide.csv"), lepton::format_error,
+                               "wide.csv: line 2", "500000 fields, expected 2");
+    c.stop();
+    largest = g_largest;
+  }
+  CHECK(largest <= (std::size_t{64} << 10));
 }
