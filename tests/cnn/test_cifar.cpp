@@ -107,6 +107,81 @@ TEST_CASE("cifar10: damaged files and missing paths throw errors naming them", "
                       Catch::Contains("too large"));
 }
 
+namespace {
+/// Checks that `expr` throws `type` with a message containing every one of `parts`.
+template <class E, class F> void require_throws_naming(F&& f, std::vector<std::string> const& parts) {
+  bool thrown = false;
+  try {
+    f();
+  } catch (E const& e) {
+    thrown = true;
+    std::string const what = e.what();
+    INFO("what(): " << what);
+    for (auto const& part : parts) CHECK(what.find(part) != std::string::npos);
+  }
+  REQUIRE(thrown);
+}
+} // namespace
+
+TEST_CASE("cifar10: only canonical batch names, without gaps or duplicates", "[data][cifar]") {
+  auto const one = records({1});
+  auto train = [](fs::path const& dir) { return lp::data::cifar10(dir, lp::data::split::train); };
+  SECTION("look-alike names are errors naming the directory and the file") {
+    for (std::string bad :
+         {"data_batch_01.bin", "data_batch_001.bin", "data_batch_6.bin", "data_batch_0.bin",
+          "data_batch_1 (copy).bin", "Data_Batch_1.bin", "data_batch_+1.bin", "data_batch.bin"}) {
+      INFO(bad);
+      temp_dir d;
+      write(d.path() / "data_batch_1.bin", one);
+      write(d.path() / bad, one);
+      require_throws_naming<lp::format_error>(
+          [&] { train(d.path()); },
+          {(d.path() / bad).string(), "not a CIFAR-10 batch name", "data_batch_1.bin ... data_batch_5.bin"});
+    }
+    temp_dir d;
+    write(d.path() / "data_batch_1.bin", one);
+    write(d.path() / "data_batch_01.bin", one);
+    write(d.path() / "data_batch_001.bin", one);
+    require_throws_naming<lp::format_error>(
+        [&] { train(d.path()); },
+        {"data_batch_001.bin", "a duplicate of data_batch_1.bin", "and 1 more like it"});
+    write(d.path() / "test_batch.bin", one);
+    CHECK(lp::data::cifar10(d.path(), lp::data::split::test).size() == 1); // the test split lists no batches
+  }
+  SECTION("a gap is an io_error naming the directory and the missing file") {
+    temp_dir d;
+    for (auto const* n : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_4.bin"})
+      write(d.path() / n, one);
+    require_throws_naming<lp::io_error>(
+        [&] { train(d.path()); },
+        {d.path().string(), "missing data_batch_3.bin, but data_batch_4.bin exists"});
+    fs::remove(d.path() / "data_batch_1.bin");
+    require_throws_naming<lp::io_error>([&] { train(d.path()); }, {"missing data_batch_1.bin"});
+  }
+  SECTION("a gap-free prefix, unrelated files and test_batch.bin are fine") {
+    temp_dir d;
+    for (auto const* n : {"data_batch_2.bin", "data_batch_1.bin", "data_batch_3.bin", "test_batch.bin"})
+      write(d.path() / n, one);
+    write(d.path() / "batches.meta.txt", {'a'});
+    write(d.path() / "data_batch_1.bin.bak", one);
+    write(d.path() / "readme.html", one);
+    auto files = lp::data::cifar10_files(d.path(), lp::data::split::train);
+    REQUIRE(files.size() == 3);
+    CHECK(files[0].filename() == "data_batch_1.bin");
+    CHECK(files[2].filename() == "data_batch_3.bin");
+    CHECK(train(d.path()).size() == 3);
+  }
+  SECTION("the same files in the directory and in its cifar-10-batches-bin") {
+    temp_dir d;
+    fs::create_directories(d.path() / "cifar-10-batches-bin");
+    write(d.path() / "cifar-10-batches-bin" / "data_batch_1.bin", one);
+    write(d.path() / "data_batch_1.bin", one);
+    require_throws_naming<lp::format_error>(
+        [&] { train(d.path()); },
+        {(d.path() / "data_batch_1.bin").string(), "duplicate CIFAR-10 file", "cifar-10-batches-bin"});
+  }
+}
+
 TEST_CASE("augmenter: deterministic for a seed, crop/flip geometry, normalisation", "[data][augment]") {
   using imgs = lp::tensor<float, lp::dyn, 2, 6, 5>;
   imgs src(8);

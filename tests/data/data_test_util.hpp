@@ -63,9 +63,10 @@ inline bytes read_file(fs::path const& p) {
   return bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-/// Writes `b` gzip-compressed with zlib's gz* API.
-inline void write_gz(fs::path const& p, bytes const& b) {
-  gzFile g = gzopen(p.string().c_str(), "wb");
+/// Writes `b` gzip-compressed with zlib's gz* API; `mode` "wb0" stores it uncompressed (fast, and as
+/// large as the data: what a test needs to pass the reader's compression-ratio check).
+inline void write_gz(fs::path const& p, bytes const& b, char const* mode = "wb") {
+  gzFile g = gzopen(p.string().c_str(), mode);
   REQUIRE(g != nullptr);
   if (!b.empty())
     REQUIRE(gzwrite(g, b.data(), static_cast<unsigned>(b.size())) == static_cast<int>(b.size()));
@@ -77,6 +78,13 @@ inline void put_be32(bytes& b, std::uint32_t v) {
   b.push_back(static_cast<unsigned char>(v >> 16));
   b.push_back(static_cast<unsigned char>(v >> 8));
   b.push_back(static_cast<unsigned char>(v));
+}
+
+/// Overwrites the ISIZE field (last 4 bytes, the uncompressed size mod 2^32) of a gzip file.
+inline void forge_isize(bytes& gz, std::uint32_t v) {
+  auto n = gz.size();
+  for (int i = 0; i < 4; ++i)
+    gz[n - 4 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(v >> (8 * i));
 }
 
 /// An IDX header: magic (0, 0, type, ndims) and the dims.

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -120,6 +123,102 @@ TEST_CASE("read_csv errors name the file, line and column", "[data][csv]") {
   LEPTON_CHECK_THROWS_NAMING(ld::read_csv(missing), lepton::io_error, missing.string(), "no such file");
   LEPTON_CHECK_THROWS_NAMING(ld::read_csv(dir.path()), lepton::io_error, dir.path().string(),
                              "is a directory");
+}
+
+TEST_CASE("read_csv: csv_options::max_line_bytes caps a record, naming the file and the line",
+          "[data][csv]") {
+  temp_dir dir;
+  auto p = dir / "long.csv";
+  write_text(p, "a,b\n1,2\n33,44\n5,6\n");
+  LEPTON_CHECK_THROWS_NAMING(ld::read_csv(p, {.max_line_bytes = 4}), lepton::format_error,
+                             p.string() + ": line 3",
+                             "the record is longer than csv_options::max_line_bytes = 4 bytes");
+  CHECK(ld::read_csv(p, {.max_line_bytes = 5}).rows() == 3); // "33,44" is 5 bytes; line ends do not count
+  // The header counts too; a quoted record spanning lines counts all of them and is named by its first.
+  LEPTON_CHECK_THROWS_NAMING(ld::parse_csv("abc,d\n1,2\n", {.max_line_bytes = 4}, "h.csv"),
+                             lepton::format_error, "h.csv: line 1", "max_line_bytes = 4");
+  LEPTON_CHECK_THROWS_NAMING(ld::parse_csv("a,b\n1,\"2\n3\n4\"\n", {.max_line_bytes = 6}, "q.csv"),
+                             lepton::format_error, "q.csv: line 2", "max_line_bytes = 6");
+  // Blank lines and CRLF line ends are not part of a record.
+  CHECK(ld::parse_csv("a,b\r\n\r\n\r\n1,2\r\n", {.max_line_bytes = 3}).rows() == 1);
+  // A generated long line: the default cap is 1 MiB.
+  std::string const line = "7" + std::string((std::size_t{1} << 20) - 1, ' '); // exactly 1 MiB
+  write_text(p, "a\n" + line + "\n");
+  auto t = ld::read_csv(p, {.target = std::nullopt});
+  REQUIRE(t.rows() == 1);
+  CHECK(t.features(0, 0) == 7.0f);
+  write_text(p, "a\n1\n" + line + " \n");
+  LEPTON_CHECK_THROWS_NAMING(ld::read_csv(p, {.target = std::nullopt}), lepton::format_error,
+                             p.string() + ": line 3", "max_line_bytes = 1048576");
+}
+
+TEST_CASE("read_csv rejects NaN and infinite cells by default, naming the file, row and column",
+          "[data][csv]") {
+  temp_dir dir;
+  auto p = dir / "nonfinite.csv";
+  for (std::string cell : {"nan", "NaN", "NAN", "-nan", "inf", "-inf", "+inf", "INF", "Infinity", "-Infinity",
+                           "infinity", " inf ", "\"nan\""}) {
+    INFO("cell " << cell);
+    write_text(p, "x,y,label\n1,2,0\n\n3," + cell + ",1\n");
+    LEPTON_CHECK_THROWS_NAMING(ld::read_csv(p), lepton::format_error,
+                               p.string() + ": line 4, column 2 (\"y\")",
+                               "in data row 2 is not a finite number");
+  }
+  // In the target column, and without a header.
+  LEPTON_CHECK_THROWS_NAMING(ld::parse_csv("1,2\n3,inf\n", {.header = false}, "t.csv"), lepton::format_error,
+                             "t.csv: line 2, column 2", "\"inf\" in data row 2 is not a finite number");
+  // The message says how to accept them.
+  LEPTON_CHECK_THROWS_NAMING(ld::parse_csv("a\nnan\n", {.target = std::nullopt}, "m.csv"),
+                             lepton::format_error, "m.csv: line 2, column 1 (\"a\")",
+                             "csv_options::allow_non_finite");
+  // A ragged row is still reported as such.
+  LEPTON_CHECK_THROWS_NAMING(ld::parse_csv("a,b\nnan\n", {}, "r.csv"), lepton::format_error, "r.csv: line 2",
+                             "1 fields, expected 2");
+}
+
+TEST_CASE("read_csv: csv_options::allow_non_finite accepts NaN and infinities", "[data][csv]") {
+  temp_dir dir;
+  auto p = dir / "nonfinite.csv";
+  write_text(p, "x,y,label\n1,nan,0\n-Infinity,INF,1\n");
+  auto t = ld::read_csv(p, {.allow_non_finite = true});
+  REQUIRE(t.rows() == 2);
+  CHECK(std::isnan(t.features(0, 1)));
+  CHECK(std::isinf(t.features(1, 0)));
+  CHECK(t.features(1, 0) < 0);
+  CHECK(t.features(1, 1) == std::numeric_limits<float>::infinity());
+  CHECK(t.target(1) == 1.0f);
+  // Still a number or nothing: out-of-range literals and words stay errors.
+  LEPTON_CHECK_THROWS_NAMING(
+      ld::parse_csv("a\n1e99\n", {.target = std::nullopt, .allow_non_finite = true}, "o.csv"),
+      lepton::format_error, "o.csv: line 2", "out of range for float");
+  LEPTON_CHECK_THROWS_NAMING(
+      ld::parse_csv("a\nnanx\n", {.target = std::nullopt, .allow_non_finite = true}, "o.csv"),
+      lepton::format_error, "o.csv: line 2", "is not a number");
+}
+
+TEST_CASE("read_csv streams the file: records across chunk boundaries", "[data][csv]") {
+  // 64 KiB chunks: records, quoted fields, CRLF pairs and a BOM must not care where a chunk ends.
+  temp_dir dir;
+  auto p = dir / "chunks.csv";
+  std::string text = "\xEF\xBB\xBF"
+                     "a,\"b\"\r\n";
+  std::size_t rows = 0;
+  while (text.size() < (std::size_t{3} << 16)) {
+    text += std::to_string(rows) + ",\"" + std::to_string(rows % 7) + "\"\r\n";
+    ++rows;
+  }
+  write_text(p, text);
+  auto t = ld::read_csv(p);
+  auto m = ld::parse_csv(text);
+  REQUIRE(t.rows() == rows);
+  REQUIRE(m.rows() == rows);
+  CHECK(t.feature_names == std::vector<std::string>{"a"});
+  CHECK(t.target_name == "b");
+  for (std::size_t r = 0; r < rows; r += 997) {
+    CHECK(t.features(r, 0) == static_cast<float>(r));
+    CHECK(t.target(r) == static_cast<float>(r % 7));
+  }
+  CHECK(std::equal(t.features.data(), t.features.data() + t.features.size(), m.features.data()));
 }
 
 TEST_CASE("to_labels rejects non-integer targets", "[data][csv]") {

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -203,15 +204,6 @@ TEST_CASE("read_idx rejects hostile gzip files", "[data][idx]") {
   }
 }
 
-namespace {
-/// Overwrites the ISIZE field (last 4 bytes) of a gzip file.
-void forge_isize(bytes& gz, std::uint32_t v) {
-  auto n = gz.size();
-  for (int i = 0; i < 4; ++i)
-    gz[n - 4 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(v >> (8 * i));
-}
-} // namespace
-
 TEST_CASE("read_idx checks gzip data during inflation, not only against the trailer", "[data][idx]") {
   temp_dir dir;
   auto src = dir / "src.gz";
@@ -289,6 +281,29 @@ TEST_CASE("read_idx checks gzip data during inflation, not only against the trai
     write_file(p, gz);
     LEPTON_CHECK_THROWS_NAMING(ld::read_idx(p), lepton::format_error, p.string(), "");
   }
+}
+
+TEST_CASE("read_idx: idx_options::max_decompressed_bytes caps what a gzip file may inflate to",
+          "[data][idx]") {
+  temp_dir dir;
+  auto p = dir / "capped-idx.gz";
+  bytes content = idx_u8({16, 16}, pixels(1, 16, 16)); // 12 + 256 = 268 bytes decompressed
+  write_gz(p, content);
+  LEPTON_CHECK_THROWS_NAMING(ld::read_idx(p, {.max_decompressed_bytes = 267}), lepton::format_error,
+                             p.string(),
+                             "16x16 = 256 bytes of data (268 with the header), more than "
+                             "idx_options::max_decompressed_bytes = 267");
+  CHECK(ld::read_idx(p, {.max_decompressed_bytes = 268}).bytes.size() == 256);
+  CHECK(ld::read_idx(p).bytes == std::vector<std::uint8_t>(content.begin() + 12, content.end()));
+  // The cap is about inflating: a raw file's size is checked exactly, and max_bytes caps its data.
+  write_file(dir / "raw-idx", content);
+  CHECK(ld::read_idx(dir / "raw-idx", {.max_decompressed_bytes = 1}).bytes.size() == 256);
+  // A file larger than the first chunk of the growing buffer (1 MiB) reads back intact.
+  bytes big = idx_u8({3000, 28, 28}, pixels(3000)); // 2352000 bytes of data
+  write_gz(dir / "big-idx.gz", big);
+  auto f = ld::read_idx(dir / "big-idx.gz");
+  REQUIRE(f.bytes.size() == big.size() - 16);
+  CHECK(std::equal(f.bytes.begin(), f.bytes.end(), big.begin() + 16));
 }
 
 TEST_CASE("read_idx survives random corruption of raw and gzipped files", "[data][idx]") {

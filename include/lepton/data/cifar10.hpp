@@ -21,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -110,18 +111,55 @@ inline void read_cifar10_records(std::filesystem::path const& p, std::size_t n, 
   }
 }
 
-/// The number in "data_batch_<k>.bin", or nothing.
-inline std::optional<unsigned> cifar10_batch_number(std::string const& name) {
-  std::string const pre = "data_batch_", post = ".bin";
-  if (name.size() <= pre.size() + post.size() || name.rfind(pre, 0) != 0 ||
-      name.compare(name.size() - post.size(), post.size(), post) != 0)
-    return std::nullopt;
+/// Number of training batches of CIFAR-10: data_batch_1.bin ... data_batch_5.bin.
+inline constexpr unsigned cifar10_train_batches = 5;
+
+/// The k of a canonical training batch name "data_batch_<k>.bin", k in 1..5 written without leading
+/// zeros; nothing for any other name.
+inline std::optional<unsigned> cifar10_batch_number(std::string_view name) {
+  for (unsigned k = 1; k <= cifar10_train_batches; ++k)
+    if (name == "data_batch_" + std::to_string(k) + ".bin") return k;
+  return std::nullopt;
+}
+
+inline char ascii_lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+/// Whether `name` looks like a training batch (starts with "data_batch", ends with ".bin", in any
+/// case) without being a canonical one: "data_batch_01.bin", "data_batch_6.bin", "Data_Batch_1.bin".
+inline bool cifar10_batch_lookalike(std::string_view name) {
+  std::string low(name);
+  for (char& c : low) c = ascii_lower(c);
+  return low.starts_with("data_batch") && low.ends_with(".bin") && !cifar10_batch_number(name);
+}
+
+/// For a look-alike name: " (it would be read as batch k, a duplicate of data_batch_k.bin)" when the
+/// digits between "data_batch_" and ".bin" denote a canonical k, "" otherwise.
+inline std::string cifar10_lookalike_hint(std::string_view name) {
+  std::string low(name);
+  for (char& c : low) c = ascii_lower(c);
+  std::string_view const pre = "data_batch_", post = ".bin";
+  if (low.size() <= pre.size() + post.size() || !std::string_view(low).starts_with(pre)) return {};
+  char const* b = low.data() + pre.size();
+  char const* e = low.data() + low.size() - post.size();
   unsigned v = 0;
-  char const* b = name.data() + pre.size();
-  char const* e = name.data() + name.size() - post.size();
   auto [ptr, ec] = std::from_chars(b, e, v);
-  if (ec != std::errc() || ptr != e) return std::nullopt;
-  return v;
+  if (ec != std::errc() || ptr != e || v < 1 || v > cifar10_train_batches) return {};
+  std::string const canon = "data_batch_" + std::to_string(v) + ".bin";
+  return " (it would be read as batch " + std::to_string(v) + ", a duplicate of " + canon + ")";
+}
+
+/// Throws if both `dir` and `dir/cifar-10-batches-bin` hold CIFAR-10 files: which set is meant is unclear.
+inline void check_one_cifar10_root(std::filesystem::path const& dir, std::filesystem::path const& root) {
+  std::error_code ec;
+  std::vector<std::string> names{"test_batch.bin"};
+  for (unsigned k = 1; k <= cifar10_train_batches; ++k)
+    names.push_back("data_batch_" + std::to_string(k) + ".bin");
+  for (auto const& n : names)
+    if (std::filesystem::exists(dir / n, ec))
+      throw_format(dir / n, "duplicate CIFAR-10 file: " + root.string() +
+                                " holds the data set too; keep one of the two directories");
 }
 
 } // namespace detail
@@ -171,16 +209,33 @@ inline cifar10_dataset read_cifar10_file(std::filesystem::path const& file,
   return read_cifar10_files(one, options);
 }
 
-/// @brief The files of a CIFAR-10 split in `dir` (or in `dir/cifar-10-batches-bin`): every
-///        `data_batch_<k>.bin` in increasing k for split::train, `test_batch.bin` for split::test.
-/// @throws lepton::io_error naming the directory if it or the split's files are missing
+/// @brief The files of a CIFAR-10 split in `dir` (or in `dir/cifar-10-batches-bin`): for
+///        split::train `data_batch_1.bin` ... `data_batch_k.bin` in order, for split::test `test_batch.bin`.
+///
+/// Only the canonical names count. The training batches must be a gap-free prefix of 1..5 (all five
+/// for the full data set; `data_batch_1.bin` and `data_batch_2.bin` alone are accepted, for quick
+/// experiments); a name that looks like a batch but is not canonical (`data_batch_01.bin`,
+/// `data_batch_6.bin`, `Data_Batch_1.bin`) is an error rather than silently read or skipped.
+/// @throws lepton::io_error naming the directory if it or the split's files are missing, or naming
+///         the first missing batch of a gap (data_batch_3.bin when data_batch_4.bin exists)
+/// @throws lepton::format_error naming the file: a non-canonical batch name, or the same CIFAR-10
+///         file in both `dir` and `dir/cifar-10-batches-bin`
+///
+/// **Example**:
+/// ```
+/// auto files = lepton::data::cifar10_files("/data/cifar-10-batches-bin", lepton::data::split::train);
+/// // {".../data_batch_1.bin", ..., ".../data_batch_5.bin"}
+/// ```
 inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path const& dir, split s) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(dir, ec)) detail::throw_io(dir, "cannot open: no such directory");
   if (!fs::is_directory(dir, ec)) detail::throw_io(dir, "cannot open: not a directory");
   fs::path root = dir;
-  if (fs::is_directory(dir / "cifar-10-batches-bin", ec)) root = dir / "cifar-10-batches-bin";
+  if (fs::is_directory(dir / "cifar-10-batches-bin", ec)) {
+    root = dir / "cifar-10-batches-bin";
+    detail::check_one_cifar10_root(dir, root);
+  }
   std::vector<fs::path> out;
   if (s == split::test) {
     if (!fs::exists(root / "test_batch.bin", ec))
@@ -188,18 +243,46 @@ inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path co
     out.push_back(root / "test_batch.bin");
     return out;
   }
-  std::vector<std::pair<unsigned, fs::path>> found;
-  for (auto const& e : fs::directory_iterator(root, ec))
-    if (auto k = detail::cifar10_batch_number(e.path().filename().string())) found.emplace_back(*k, e.path());
+  std::array<bool, detail::cifar10_train_batches + 1> have{};
+  std::vector<std::string> lookalikes;
+  fs::directory_iterator it(root, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::string const name = it->path().filename().string();
+    if (auto k = detail::cifar10_batch_number(name))
+      have[*k] = true;
+    else if (detail::cifar10_batch_lookalike(name))
+      lookalikes.push_back(name);
+  }
   if (ec) detail::throw_io(root, "cannot list the directory: " + ec.message());
-  if (found.empty()) detail::throw_io(root, "no data_batch_<k>.bin files (CIFAR-10 binary training split)");
-  std::sort(found.begin(), found.end());
-  for (auto& f : found) out.push_back(std::move(f.second));
+  if (!lookalikes.empty()) {
+    std::sort(lookalikes.begin(), lookalikes.end()); // the directory order is arbitrary
+    auto const& bad = lookalikes.front();
+    detail::throw_format(root / bad,
+                         "not a CIFAR-10 batch name" + detail::cifar10_lookalike_hint(bad) +
+                             ": the training split is data_batch_1.bin ... data_batch_5.bin; rename "
+                             "or remove it" +
+                             (lookalikes.size() > 1
+                                  ? " (and " + std::to_string(lookalikes.size() - 1) + " more like it)"
+                                  : std::string()));
+  }
+  unsigned last = 0;
+  for (unsigned k = 1; k <= detail::cifar10_train_batches; ++k)
+    if (have[k]) last = k;
+  if (last == 0) detail::throw_io(root, "no data_batch_<k>.bin files (CIFAR-10 binary training split)");
+  for (unsigned k = 1; k <= last; ++k) {
+    std::string const name = "data_batch_" + std::to_string(k) + ".bin";
+    if (!have[k])
+      detail::throw_io(root, "missing " + name + ", but data_batch_" + std::to_string(last) +
+                                 ".bin exists (the training batches must be data_batch_1.bin ... "
+                                 "data_batch_k.bin without a gap)");
+    out.push_back(root / name);
+  }
   return out;
 }
 
-/// @brief Loads the CIFAR-10 training split (every `data_batch_<k>.bin`, 50000 samples for the real
-///        data set) or test split (`test_batch.bin`, 10000) from `dir`.
+/// @brief Loads the CIFAR-10 training split (`data_batch_1.bin` ... `data_batch_5.bin`, 50000 samples
+///        for the real data set; cifar10_files says which names are accepted) or test split
+///        (`test_batch.bin`, 10000) from `dir`.
 ///
 /// Returns images (n, 3, 32, 32) scaled to [0, 1] (standardised per channel with `normalize`) and
 /// labels (n) in 0..9. `dir` may be the `cifar-10-batches-bin` directory or its parent.

@@ -5,10 +5,12 @@
 ///
 /// Accepts RFC 4180 files: a delimiter of choice, fields optionally in double quotes (a quote inside
 /// a quoted field is doubled, quoted fields may span lines), LF or CRLF line ends, a UTF-8 byte
-/// order mark, blank lines (skipped). Every data field must be a number; errors name the file, the
-/// line and the column.
+/// order mark, blank lines (skipped). Every data field must be a finite number (NaN and infinities
+/// only with csv_options::allow_non_finite), every record at most csv_options::max_line_bytes long;
+/// errors name the file, the line and the column.
 
 #include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -38,6 +40,15 @@ struct csv_options {
   /// If not empty, the target column by its header name (needs `header`); overrides `target`.
   std::string target_name{};
   char quote = '"'; ///< quote character
+  /// Longest record, in bytes, the reader accepts (default 1 MiB): one line of the file, or several
+  /// when a quoted field spans lines; the line break is not counted. A longer record is a
+  /// format_error naming the file and the line, raised as soon as the limit is passed: a file with
+  /// one huge line costs at most this much memory to refuse. Raise it for very wide tables.
+  std::size_t max_line_bytes = std::size_t{1} << 20;
+  /// Accept `nan`, `inf`, `infinity` (any case, with a sign) as values. By default they are a
+  /// format_error naming the file, the line, the data row and the column, since a non-finite
+  /// feature or target only shows up later as a non-finite loss.
+  bool allow_non_finite = false;
 };
 
 /// @brief The content of a CSV file: numeric features and the target column.
@@ -58,58 +69,123 @@ struct csv_table {
 
 namespace detail {
 
-/// Splits CSV text into records of fields, tracking physical line numbers for messages.
-class csv_lexer {
+/// The bytes of a CSV text, one at a time: from memory, or from a file in 64 KiB chunks (so that
+/// memory does not grow with the file, only with what is kept of it).
+class csv_input {
 public:
-  csv_lexer(std::string_view text, csv_options const& opt, std::string_view source)
-      : m_text(text), m_opt(opt), m_source(source) {
-    if (m_text.size() >= 3 && m_text.substr(0, 3) == "\xEF\xBB\xBF") m_pos = 3;
+  explicit csv_input(std::string_view text) noexcept : m_data(text) {}
+  csv_input(std::FILE* f, std::filesystem::path const& p)
+      : m_file(f), m_path(&p), m_buf(std::size_t{1} << 16) {}
+
+  /// The next byte (0..255), or -1 at the end.
+  int peek() {
+    if (m_pos == m_data.size() && !refill()) return -1;
+    return static_cast<unsigned char>(m_data[m_pos]);
+  }
+  /// Consumes the byte peek() returned.
+  void skip() noexcept { ++m_pos; }
+  /// The bytes buffered from the current position on (refilled if none are left); empty at the end.
+  std::string_view window() {
+    if (m_pos == m_data.size() && !refill()) return {};
+    return m_data.substr(m_pos);
+  }
+  /// Consumes `n` bytes of window().
+  void skip(std::size_t n) noexcept { m_pos += n; }
+  /// Skips `prefix` if the input starts with it (the first chunk holds it whole unless the file is shorter).
+  void skip_prefix(std::string_view prefix) {
+    if (peek() >= 0 && m_data.substr(m_pos).starts_with(prefix)) m_pos += prefix.size();
   }
 
-  /// Reads the next non-blank record into `fields`; returns false at the end of the text.
-  bool next(std::vector<std::string>& fields) {
-    while (m_pos < m_text.size() && (m_text[m_pos] == '\n' || m_text[m_pos] == '\r')) newline();
-    if (m_pos >= m_text.size()) return false;
+private:
+  bool refill() {
+    if (m_file == nullptr) return false;
+    std::size_t n = read_some(m_file, m_buf.data(), m_buf.size(), *m_path);
+    if (n == 0) {
+      m_file = nullptr;
+      return false;
+    }
+    m_data = std::string_view(m_buf.data(), n);
+    m_pos = 0;
+    return true;
+  }
+
+  std::string_view m_data;
+  std::size_t m_pos = 0;
+  std::FILE* m_file = nullptr;
+  std::filesystem::path const* m_path = nullptr;
+  std::vector<char> m_buf;
+};
+
+/// Splits CSV input into records of fields, tracking physical line numbers for messages. Each field
+/// is handed to a callback as a view of one reused buffer: nothing is allocated per field or per record.
+class csv_lexer {
+public:
+  csv_lexer(csv_input& in, csv_options const& opt, std::string_view source)
+      : m_in(in), m_opt(opt), m_source(source), m_delimiter(static_cast<unsigned char>(opt.delimiter)),
+        m_quote(static_cast<unsigned char>(opt.quote)) {
+    m_in.skip_prefix("\xEF\xBB\xBF");
+  }
+
+  /// Reads the next non-blank record, calling `on_field(std::string_view text, std::size_t index)`
+  /// for each field (index 0-based; the view is valid during the call). Returns the number of
+  /// fields, 0 at the end of the input.
+  template <class F> std::size_t next(F&& on_field) {
+    int c = 0;
+    while ((c = m_in.peek()) == '\n' || c == '\r') newline();
+    if (c < 0) return 0;
     m_record_line = m_line;
-    fields.clear();
+    m_record_bytes = 0;
+    std::size_t n = 0;
     for (;;) {
-      fields.emplace_back();
-      std::string& f = fields.back();
-      while (m_pos < m_text.size() && is_blank(m_text[m_pos])) ++m_pos;
-      if (m_pos < m_text.size() && m_text[m_pos] == m_opt.quote) {
-        std::size_t open_line = m_line;
-        ++m_pos;
+      m_field.clear();
+      ++n;
+      while (is_blank(c = m_in.peek())) take();
+      if (c == m_quote) {
+        std::size_t const open_line = m_line;
+        take();
         for (;;) {
-          if (m_pos >= m_text.size())
-            fail(open_line, fields.size(), "unterminated quoted field (the closing quote is missing)");
-          char c = m_text[m_pos];
-          if (c == m_opt.quote) {
-            if (m_pos + 1 < m_text.size() && m_text[m_pos + 1] == m_opt.quote) {
-              f += c;
-              m_pos += 2;
-              continue;
-            }
-            ++m_pos;
+          c = m_in.peek();
+          if (c < 0) fail(open_line, n, "unterminated quoted field (the closing quote is missing)");
+          take();
+          if (c == m_quote) {
+            if (m_in.peek() != m_quote) break;
+            take(); // a doubled quote stands for one
+          } else if (c == '\n') {
+            ++m_line;
+          }
+          m_field += static_cast<char>(c);
+        }
+        while (is_blank(c = m_in.peek())) take();
+        if (c >= 0 && !is_end(c))
+          fail(m_line, n,
+               std::string("unexpected character '") + static_cast<char>(c) + "' after a closing quote");
+      } else {
+        // A run of the buffered bytes at a time: most fields are unquoted.
+        for (;;) {
+          std::string_view const w = m_in.window();
+          if (w.empty()) {
+            c = -1;
             break;
           }
-          if (c == '\n') ++m_line;
-          f += c;
-          ++m_pos;
+          std::size_t i = 0;
+          while (i < w.size() && !is_end(static_cast<unsigned char>(w[i]))) ++i;
+          take(i);
+          m_field.append(w.data(), i);
+          m_in.skip(i);
+          if (i < w.size()) {
+            c = static_cast<unsigned char>(w[i]);
+            break;
+          }
         }
-        while (m_pos < m_text.size() && is_blank(m_text[m_pos])) ++m_pos;
-        if (m_pos < m_text.size() && !is_end(m_text[m_pos]))
-          fail(m_line, fields.size(),
-               std::string("unexpected character '") + m_text[m_pos] + "' after a closing quote");
-      } else {
-        while (m_pos < m_text.size() && !is_end(m_text[m_pos])) f += m_text[m_pos++];
       }
-      if (m_pos >= m_text.size()) return true;
-      if (m_text[m_pos] == m_opt.delimiter) {
-        ++m_pos;
+      on_field(std::string_view(m_field), n - 1);
+      if (c < 0) return n;
+      if (c == m_delimiter) {
+        take();
         continue;
       }
       newline();
-      return true;
+      return n;
     }
   }
 
@@ -133,20 +209,37 @@ public:
   }
 
 private:
-  bool is_blank(char c) const noexcept { return (c == ' ' || c == '\t') && c != m_opt.delimiter; }
-  bool is_end(char c) const noexcept { return c == m_opt.delimiter || c == '\n' || c == '\r'; }
-  void newline() noexcept {
-    if (m_text[m_pos] == '\r' && m_pos + 1 < m_text.size() && m_text[m_pos + 1] == '\n') ++m_pos;
-    ++m_pos;
+  bool is_blank(int c) const noexcept { return (c == ' ' || c == '\t') && c != m_delimiter; }
+  bool is_end(int c) const noexcept { return c == m_delimiter || c == '\n' || c == '\r'; }
+  /// Consumes one byte of the current record, enforcing csv_options::max_line_bytes.
+  void take() {
+    m_in.skip();
+    take(1);
+  }
+  /// Counts `n` more bytes of the current record (not consumed here), enforcing the cap.
+  void take(std::size_t n) {
+    m_record_bytes += n;
+    if (m_record_bytes > m_opt.max_line_bytes)
+      fail(m_record_line, 0,
+           "the record is longer than csv_options::max_line_bytes = " + std::to_string(m_opt.max_line_bytes) +
+               " bytes (raise the option to read longer lines)");
+  }
+  void newline() {
+    int const c = m_in.peek();
+    m_in.skip();
+    if (c == '\r' && m_in.peek() == '\n') m_in.skip();
     ++m_line;
   }
 
-  std::string_view m_text;
+  csv_input& m_in;
   csv_options const& m_opt;
   std::string_view m_source;
-  std::size_t m_pos = 0;
+  int m_delimiter;
+  int m_quote;
+  std::string m_field; ///< the current field, reused
   std::size_t m_line = 1;
   std::size_t m_record_line = 1;
+  std::size_t m_record_bytes = 0;
 };
 
 /// A field for an error message: quoted, at most 40 characters.
@@ -172,20 +265,27 @@ inline bool parse_float(std::string_view f, float& out, bool& out_of_range) {
   return ec == std::errc{} && ptr == f.data() + f.size();
 }
 
-} // namespace detail
+/// The header's column names in one buffer (a std::string per name costs 32 bytes even for "a").
+class csv_names {
+public:
+  void push_back(std::string_view name) {
+    m_chars += name;
+    m_ends.push_back(m_chars.size());
+  }
+  std::size_t size() const noexcept { return m_ends.size(); }
+  std::string_view operator[](std::size_t i) const noexcept {
+    std::size_t const b = i ? m_ends[i - 1] : 0;
+    return std::string_view(m_chars).substr(b, m_ends[i] - b);
+  }
 
-/// @brief Parses CSV text (see read_csv); errors name `source` as the file.
-///
-/// **Example**:
-/// ```
-/// auto t = lepton::data::parse_csv("x,y,label\n1,2,0\n3,4,1\n");
-/// // t.features: (2, 2) = {{1, 2}, {3, 4}}, t.target: (2) = {0, 1}
-/// ```
-inline csv_table parse_csv(std::string_view text, csv_options const& options = {},
-                           std::string_view source = "<csv text>") {
-  detail::csv_lexer lex(text, options, source);
-  std::vector<std::string> fields;
-  std::vector<std::string> names;
+private:
+  std::string m_chars;
+  std::vector<std::size_t> m_ends;
+};
+
+inline csv_table parse_csv_input(csv_input& in, csv_options const& options, std::string_view source) {
+  csv_lexer lex(in, options, source);
+  csv_names names;
   std::size_t columns = 0;
   std::size_t first_line = 0;
   bool have_first = false;
@@ -196,8 +296,8 @@ inline csv_table parse_csv(std::string_view text, csv_options const& options = {
   };
 
   if (options.header) {
-    if (!lex.next(fields)) fail("empty file (expected a header row)");
-    names = fields;
+    if (lex.next([&](std::string_view f, std::size_t) { names.push_back(f); }) == 0)
+      fail("empty file (expected a header row)");
     columns = names.size();
     first_line = lex.record_line();
     have_first = true;
@@ -206,30 +306,46 @@ inline csv_table parse_csv(std::string_view text, csv_options const& options = {
                       "\" needs a header row (csv_options::header is false)");
   }
   std::size_t rows = 0;
-  while (lex.next(fields)) {
+  // The first bad field of a record; reported after its field count is checked, as that is the
+  // likelier cause (a missing delimiter shifts every later field).
+  std::size_t bad_column = 0;
+  std::string bad_what;
+  auto on_field = [&](std::string_view f, std::size_t c) {
+    if (have_first && c >= columns) return; // a ragged row: reported once the record is complete
+    float v = 0;
+    bool range = false;
+    if (!parse_float(f, v, range)) {
+      if (bad_column == 0) {
+        bad_column = c + 1;
+        bad_what = f.find_first_not_of(" \t") == std::string_view::npos
+                       ? std::string("empty field")
+                       : quote_field(f) + (range ? " is out of range for float" : " is not a number");
+      }
+    } else if (!options.allow_non_finite && !std::isfinite(v) && bad_column == 0) {
+      bad_column = c + 1;
+      bad_what = quote_field(f) + " in data row " + std::to_string(rows + 1) +
+                 " is not a finite number (NaN and infinities are refused unless "
+                 "csv_options::allow_non_finite is set)";
+    }
+    values.push_back(v);
+  };
+  for (;;) {
+    bad_column = 0;
+    std::size_t const n = lex.next(on_field);
+    if (n == 0) break;
     if (!have_first) {
-      columns = fields.size();
+      columns = n;
       first_line = lex.record_line();
       have_first = true;
     }
-    if (fields.size() != columns)
+    if (n != columns)
       lex.fail(lex.record_line(), 0,
-               std::to_string(fields.size()) + " fields, expected " + std::to_string(columns) + " (as " +
+               std::to_string(n) + " fields, expected " + std::to_string(columns) + " (as " +
                    (options.header ? "in the header" : "on the first row") + " on line " +
                    std::to_string(first_line) + ")");
-    for (std::size_t c = 0; c < columns; ++c) {
-      float v = 0;
-      bool range = false;
-      if (!detail::parse_float(fields[c], v, range)) {
-        std::string what = fields[c].find_first_not_of(" \t") == std::string::npos
-                               ? std::string("empty field")
-                               : detail::quote_field(fields[c]) +
-                                     (range ? " is out of range for float" : " is not a number");
-        lex.fail(lex.record_line(), c + 1, what,
-                 options.header ? std::string_view(names[c]) : std::string_view());
-      }
-      values.push_back(v);
-    }
+    if (bad_column)
+      lex.fail(lex.record_line(), bad_column, bad_what,
+               options.header ? names[bad_column - 1] : std::string_view());
     ++rows;
   }
   if (!have_first) fail("empty file (no rows)");
@@ -270,8 +386,9 @@ inline csv_table parse_csv(std::string_view text, csv_options const& options = {
       else
         *fx++ = v;
     }
+  out.feature_names.reserve(nf);
   for (std::size_t c = 0; c < columns; ++c) {
-    std::string name = options.header ? names[c] : "column " + std::to_string(c + 1);
+    std::string name = options.header ? std::string(names[c]) : "column " + std::to_string(c + 1);
     if (target && c == *target)
       out.target_name = std::move(name);
     else
@@ -280,13 +397,31 @@ inline csv_table parse_csv(std::string_view text, csv_options const& options = {
   return out;
 }
 
+} // namespace detail
+
+/// @brief Parses CSV text (see read_csv); errors name `source` as the file.
+///
+/// **Example**:
+/// ```
+/// auto t = lepton::data::parse_csv("x,y,label\n1,2,0\n3,4,1\n");
+/// // t.features: (2, 2) = {{1, 2}, {3, 4}}, t.target: (2) = {0, 1}
+/// ```
+inline csv_table parse_csv(std::string_view text, csv_options const& options = {},
+                           std::string_view source = "<csv text>") {
+  detail::csv_input in(text);
+  return detail::parse_csv_input(in, options, source);
+}
+
 /// @brief Reads a numeric CSV file: the target column (by default the last) separately from the
 ///        feature columns.
 ///
 /// @throws lepton::io_error     the file is missing, a directory or unreadable
+/// The file is read in 64 KiB chunks: memory grows with the values kept (4 bytes per field), not with
+/// the file, and a record longer than csv_options::max_line_bytes is refused as soon as it passes the cap.
 /// @throws lepton::format_error a row has a different number of fields than the first, a field is
-///         not a number or is empty, a quote is unterminated; the message names the file, the line
-///         and the column (with its header name)
+///         not a number, is empty or (without csv_options::allow_non_finite) is NaN or infinite, a
+///         quote is unterminated, a record is longer than csv_options::max_line_bytes; the message
+///         names the file, the line and the column (with its header name)
 /// @throws lepton::value_error  the target column does not exist
 ///
 /// **Example**:
@@ -297,14 +432,8 @@ inline csv_table parse_csv(std::string_view text, csv_options const& options = {
 /// ```
 inline csv_table read_csv(std::filesystem::path const& path, csv_options const& options = {}) {
   auto of = detail::open_regular_file(path);
-  std::string text;
-  text.resize(static_cast<std::size_t>(of.size));
-  std::size_t got = detail::read_some(of.file.get(), text.data(), text.size(), path);
-  text.resize(got);
-  // Read anything appended since the size was taken.
-  char buf[4096];
-  while (std::size_t n = detail::read_some(of.file.get(), buf, sizeof buf, path)) text.append(buf, n);
-  return parse_csv(text, options, path.string());
+  detail::csv_input in(of.file.get(), path);
+  return detail::parse_csv_input(in, options, path.string());
 }
 
 } // namespace lepton::data

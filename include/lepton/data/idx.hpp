@@ -8,6 +8,7 @@
 /// docs/data.md): hostile or damaged files raise lepton::format_error, never a crash or a huge
 /// allocation.
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <climits>
@@ -77,10 +78,19 @@ inline std::string idx_type_name(idx_type t) {
 
 /// @brief Limits applied while reading an IDX file.
 ///
-/// **Example**: `auto f = lepton::data::read_idx(path, {.max_bytes = 1u << 20}); // refuse more than 1 MiB`
+/// **Example**:
+/// ```
+/// auto f = lepton::data::read_idx(path, {.max_bytes = 1u << 20}); // refuse more than 1 MiB of elements
+/// auto g = lepton::data::read_idx(gz, {.max_decompressed_bytes = std::uint64_t{4} << 30}); // a 4 GiB .gz
+/// ```
 struct idx_options {
-  /// Largest element data, in bytes, the reader agrees to allocate (default 4 GiB).
+  /// Largest element data, in bytes, the reader agrees to allocate, raw or gzip (default 4 GiB).
   std::uint64_t max_bytes = std::uint64_t{1} << 32;
+  /// Largest decompressed size (header and data), in bytes, of a gzip file (default 1 GiB; Fashion-MNIST's
+  /// largest file is 47 MB). The size a gzip file inflates to cannot be checked before inflating it,
+  /// so a header above this cap is refused at once, and below it the buffer grows with the data that
+  /// actually inflates: reading never holds more than about 1.5x the data, and never more than 1.5x this cap.
+  std::uint64_t max_decompressed_bytes = std::uint64_t{1} << 30;
 };
 
 /// @brief The header of an IDX file: element type and dimensions.
@@ -219,6 +229,9 @@ inline void check_idx_cap(std::filesystem::path const& p, idx_header const& h, s
                         ", more than idx_options::max_bytes = " + std::to_string(opt.max_bytes));
 }
 
+/// The first buffer of a gzip file's data; it then doubles as the data inflates.
+inline constexpr std::size_t idx_gzip_first_chunk = std::size_t{1} << 20;
+
 /// Streams the decompressed bytes of a single-member gzip file.
 class gzip_source {
 public:
@@ -336,9 +349,26 @@ inline idx_file read_idx_gzip(std::filesystem::path const& p, opened_file& of, i
                                      : ": the data is longer than its header says, or the file is corrupt"));
   }
   check_idx_cap(p, out.header, bytes, opt);
+  if (total > opt.max_decompressed_bytes)
+    throw_format(p, "too large: " + data_claim(out.header, bytes) + " (" + std::to_string(total) +
+                        " with the header), more than idx_options::max_decompressed_bytes = " +
+                        std::to_string(opt.max_decompressed_bytes) +
+                        " (the cap on what a gzip file may inflate to)");
 
-  out.bytes.resize(static_cast<std::size_t>(bytes));
-  std::size_t got = src.read(out.bytes.data(), out.bytes.size());
+  // The header, the trailer and the compressed size can all lie: grow the buffer with the data that
+  // actually inflates (doubling, never beyond the declared size), so a short stream under a huge
+  // header costs what it holds. reserve() before resize() allocates exactly the new size.
+  std::size_t got = 0;
+  while (got < bytes) {
+    std::size_t const cap = out.bytes.size();
+    std::size_t const next = static_cast<std::size_t>(std::min<std::uint64_t>(
+        bytes, std::max<std::uint64_t>(idx_gzip_first_chunk, std::uint64_t{2} * cap)));
+    out.bytes.reserve(next);
+    out.bytes.resize(next);
+    std::size_t const n = src.read(out.bytes.data() + got, next - got);
+    got += n;
+    if (got < next) break; // the stream ended or was cut off
+  }
   if (got != bytes)
     throw_format(p,
                  "truncated: " + data_claim(out.header, bytes) + ", file has " + std::to_string(got) +
@@ -436,8 +466,9 @@ template <class T> void idx_file::decode_into(T* out) const {
 ///
 /// Validates the magic number, the element type, the rank (1 to lepton::max_rank) and the sizes
 /// (overflow-checked, compared with the file size, or for gzip with the trailer's uncompressed
-/// size and the compressed size) before allocating; then checks during inflation that the data is
-/// neither cut off nor followed by extra bytes.
+/// size, the compressed size and idx_options::max_decompressed_bytes) before allocating. A gzip
+/// file's buffer then grows with the data that inflates, so a lying header costs no more than the
+/// stream holds; inflation stops with an error as soon as the data is cut off or longer than declared.
 /// @throws lepton::io_error     the file is missing, a directory, or unreadable
 /// @throws lepton::format_error the content is malformed (the message names the file and the fault)
 ///
