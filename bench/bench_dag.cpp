@@ -4,8 +4,10 @@
 //
 // - Residual stacks of N blocks `relu(fc_k(x)) + x` (256 wide, batch 256): the time of one
 //   lepton::backward(sum(stack(x))) (forward + backward) for N = 1 .. LEPTON_DAG_MAX_BLOCKS. With a
-//   graph that is a DAG the cost grows linearly in N (N = 5 costs about 5x N = 1); a tree that
-//   recomputes a value once per use doubles the work per block.
+//   graph that is a DAG the cost grows linearly in N; a tree that recomputes a value once per use
+//   doubles the work per block. With a constant input (the data), block 1 needs no input gradient
+//   (2 GEMMs) while every later block runs 3, so N = 5 is at least 14/2 = 7x N = 1; the same
+//   stacks on an input that needs its gradient (a param) run exactly 3N GEMMs (N = 5: 5x).
 // - h = matmul(x, w) (256 x 256 x 256): backward(sum(h + relu(h))) against backward(sum(h)); a DAG
 //   evaluates h once and sums its two incoming gradients before one pass through the matmul's
 //   backward (ratio near 1); a tree runs the GEMM and its backward twice (ratio near 2).
@@ -16,6 +18,7 @@
 
 #include <lepton/lepton.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -70,7 +73,7 @@ void fill(lp::tensor<float, lp::dyn, width>& x, unsigned seed) {
   for (auto& v : x.flat()) v = u(rng);
 }
 
-template <std::size_t N> double residual_seconds(int reps, lp::tensor<float, lp::dyn, width> const& x) {
+template <std::size_t N, class X> double residual_seconds(int reps, X const& x) {
   stack<N> model;
   lp::nn::init(model, lp::init::kaiming_uniform{}, 7);
   volatile float sink = 0;
@@ -79,8 +82,8 @@ template <std::size_t N> double residual_seconds(int reps, lp::tensor<float, lp:
   return s;
 }
 
-template <std::size_t... I> void residual_all(int reps, lp::tensor<float, lp::dyn, width> const& x,
-                                              double* out, std::index_sequence<I...>) {
+template <class X, std::size_t... I>
+void residual_all(int reps, X const& x, double* out, std::index_sequence<I...>) {
   ((out[I] = residual_seconds<I + 1>(reps, x)), ...);
 }
 
@@ -109,6 +112,15 @@ int main(int argc, char** argv) {
   residual_all(reps, x, res, std::make_index_sequence<max_n>{});
   for (std::size_t n = 0; n < max_n; ++n)
     std::printf("residual N=%zu: %.3f ms (%.2fx N=1)\n", n + 1, res[n] * 1e3, res[n] / res[0]);
+  // The same stacks on an input that needs its gradient (a stack inside a larger network): then
+  // block 1 runs three GEMMs like every other block, and the GEMM count is exactly 3N.
+  lp::param<float, batch, width> xp;
+  std::copy_n(x.data(), x.size(), xp.value.data());
+  double res_in[max_n];
+  residual_all(reps, xp, res_in, std::make_index_sequence<max_n>{});
+  for (std::size_t n = 0; n < max_n; ++n)
+    std::printf("residual, input gradient, N=%zu: %.3f ms (%.2fx N=1)\n", n + 1, res_in[n] * 1e3,
+                res_in[n] / res_in[0]);
 
   lp::param<float, width, width> w;
   {
@@ -131,6 +143,10 @@ int main(int argc, char** argv) {
 
   std::printf("{\"threads\": %zu, \"width\": %zu, \"batch\": %zu, \"residual_ms\": [", threads, width, batch);
   for (std::size_t n = 0; n < max_n; ++n) std::printf("%s%.4f", n ? ", " : "", res[n] * 1e3);
-  std::printf("], \"residual_ratio_last_vs_1\": %.3f, \"h_plus_relu_h_vs_h\": %.3f}\n",
-              res[max_n - 1] / res[0], twice / plain);
+  std::printf("], \"residual_input_grad_ms\": [");
+  for (std::size_t n = 0; n < max_n; ++n) std::printf("%s%.4f", n ? ", " : "", res_in[n] * 1e3);
+  std::size_t const five = std::min<std::size_t>(max_n, 5) - 1;
+  std::printf("], \"residual_ratio_5_vs_1\": %.3f, \"residual_input_grad_ratio_5_vs_1\": %.3f, "
+              "\"h_plus_relu_h_vs_h\": %.3f}\n",
+              res[five] / res[0], res_in[five] / res_in[0], twice / plain);
 }
