@@ -1,15 +1,33 @@
-# cmake -DCMD=<program;args> -DREGEX=<regex> -P expect_failure.cmake
-# Passes when the program exits non-zero and its output matches REGEX in one line.
+# cmake -DCMD=<program;args> -DREGEX=<regex> [-DEXIT_CODE=<n>] [-DTOUCH=<files>] [-DMAX_LINES=<n>]
+#       -P expect_failure.cmake
+# Passes when the program exits non-zero (EXIT_CODE: with exactly that status) and its output
+# matches REGEX in one line, with at most MAX_LINES (3) lines on stderr. TOUCH: files (a ;-list) created empty
+# first, with their directories, after removing those directories (a reused checkpoint directory).
+foreach(f IN LISTS TOUCH)
+  get_filename_component(d "${f}" DIRECTORY)
+  file(REMOVE_RECURSE "${d}")
+endforeach()
+foreach(f IN LISTS TOUCH)
+  get_filename_component(d "${f}" DIRECTORY)
+  file(MAKE_DIRECTORY "${d}")
+  file(TOUCH "${f}")
+endforeach()
 execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(rc EQUAL 0)
   message(FATAL_ERROR "expected a failure exit code, got 0\n${out}${err}")
+endif()
+if(DEFINED EXIT_CODE AND NOT rc STREQUAL "${EXIT_CODE}")
+  message(FATAL_ERROR "expected exit code ${EXIT_CODE}, got ${rc}\n${out}${err}")
 endif()
 if(NOT "${out}${err}" MATCHES "${REGEX}")
   message(FATAL_ERROR "output does not match '${REGEX}':\n${out}${err}")
 endif()
 string(REGEX MATCHALL "\n" lines "${err}")
 list(LENGTH lines n)
-if(n GREATER 3)
+if(NOT DEFINED MAX_LINES)
+  set(MAX_LINES 3)
+endif()
+if(n GREATER MAX_LINES)
   message(FATAL_ERROR "expected a short error, got ${n} lines:\n${err}")
 endif()
 message(STATUS "failed as expected (exit ${rc}): ${err}")

@@ -13,14 +13,14 @@
 #include <lepton/nn/layers/conv2d.hpp>
 #include <lepton/nn/layers/pooling.hpp>
 
-#include <charconv>
+#include "../common/args.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <string>
-#include <string_view>
 
 namespace lp = lepton;
 
@@ -57,57 +57,22 @@ struct options {
   std::string log_csv;
 };
 
-[[noreturn]] void usage_error(std::string const& msg) {
-  std::cerr << "cifar10_cnn: " << msg << "\n"
-            << "usage: cifar10_cnn [--data DIR] [--epochs N] [--batch B] [--threads T] [--seed S] [--lr LR] "
-               "[--log-csv FILE] [--augment 0|1] [--train-limit N]\n";
-  std::exit(2);
-}
-
-template <class T> T parse_number(std::string_view flag, char const* text) {
-  T v{};
-  std::string_view s(text);
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size())
-    usage_error(std::string(flag) + ": not a number: '" + text + "'");
-  return v;
-}
-
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") usage_error("trains a CNN on CIFAR-10");
-    if (i + 1 >= argc) usage_error("missing value after " + std::string(a));
-    char const* v = argv[++i];
-    if (a == "--data")
-      o.data = v;
-    else if (a == "--epochs")
-      o.epochs = parse_number<std::size_t>(a, v);
-    else if (a == "--batch")
-      o.batch = parse_number<std::size_t>(a, v);
-    else if (a == "--threads")
-      o.threads = parse_number<std::size_t>(a, v);
-    else if (a == "--seed")
-      o.seed = parse_number<std::uint64_t>(a, v);
-    else if (a == "--lr")
-      o.lr = parse_number<double>(a, v);
-    else if (a == "--log-csv")
-      o.log_csv = v;
-    else if (a == "--augment")
-      o.augment = parse_number<int>(a, v) != 0;
-    else if (a == "--train-limit")
-      o.train_limit = parse_number<std::size_t>(a, v);
-    else
-      usage_error("unknown option " + std::string(a));
-  }
-  if (o.batch < 2) usage_error("--batch must be at least 2 (batch norm needs two samples)");
-  if (o.epochs == 0) usage_error("--epochs must be > 0");
-  return o;
-}
-
 int main(int argc, char** argv) {
-  options o = parse(argc, argv);
+  options o;
+  lepton_examples::arg_parser args("cifar10_cnn",
+                                   "Trains a small VGG-style CNN on CIFAR-10 with Adam and augmentation.");
+  args.add("--data", o.data, "DIR", "the CIFAR-10 binary files");
+  args.add("--epochs", o.epochs, "N", "training epochs", 1);
+  args.add("--batch", o.batch, "B", "batch size (at least 2: batch norm needs two samples)", 2);
+  args.add("--threads", o.threads, "T", "lepton threads (0: LEPTON_NUM_THREADS, else all hardware threads)");
+  args.add("--seed", o.seed, "S", "seed of the initial weights and the batch order");
+  args.add("--lr", o.lr, "LR", "Adam learning rate");
+  args.add("--log-csv", o.log_csv, "FILE", "write one CSV line per epoch");
+  unsigned augment = o.augment ? 1 : 0;
+  args.add("--augment", augment, "0|1", "random crops and flips", 0, 1);
+  args.add("--train-limit", o.train_limit, "N", "train on the first N images (0: all)");
+  if (auto rc = args.parse(argc, argv)) return *rc;
+  o.augment = augment != 0;
   try {
     lp::set_num_threads(o.threads);
     lp::data::cifar10_options norm{.normalize = true, .max_samples = o.train_limit};
@@ -123,7 +88,11 @@ int main(int argc, char** argv) {
         {.crop_padding = o.augment ? 4u : 0u, .horizontal_flip = o.augment, .seed = o.seed});
     // drop_last: a last batch of one sample would leave batch norm a single value per channel.
     lp::data::loader ld(train, {.batch = o.batch, .shuffle = true, .seed = o.seed, .drop_last = true});
-    if (ld.batches_per_epoch() == 0) usage_error("fewer training samples than --batch");
+    if (ld.batches_per_epoch() == 0) {
+      std::cerr << "cifar10_cnn: --batch: " << o.batch << " is more than the " << train.size()
+                << " training samples (see --train-limit)\n";
+      return 2;
+    }
 
     std::ofstream csv;
     if (!o.log_csv.empty()) {

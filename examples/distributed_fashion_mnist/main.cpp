@@ -8,17 +8,17 @@
 // --batch is the global batch (all ranks together): N ranks each train on B/N samples per step
 // and their gradients are averaged, so the run follows the single-process run with batch B.
 // --threads is lepton's thread count per rank (default: hardware threads / ranks on the node).
+// --checkpoint-dir must not hold another run's checkpoints: continue that run with --resume.
 // Rank 0 prints one line per epoch, then one JSON line with the results.
 #include <lepton/dist.hpp>
 #include <lepton/io.hpp>
 
-#include <charconv>
+#include "../common/args.hpp"
+
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
-#include <string_view>
 
 namespace lp = lepton;
 
@@ -39,80 +39,34 @@ struct options {
   std::string reduce = "auto", checkpoint_dir, resume, log_csv;
 };
 
-[[noreturn]] void usage_error(std::string const& msg) {
-  if (lp::dist::rank() == 0)
-    std::cerr
-        << "distributed_fashion_mnist: " << msg << "\n"
-        << "usage: mpirun -np N distributed_fashion_mnist [--data DIR] [--epochs N] [--batch B] "
-           "[--threads T] "
-           "[--seed S] [--lr LR] [--reduce auto|allreduce|ordered|shared_memory] [--bucket-kb K] [--timeout "
-           "SECONDS] "
-           "[--checkpoint-dir DIR] [--resume FILE] [--log-csv FILE]\n";
-  // Every rank parses the same arguments and gets here: end cleanly, nobody waits for anyone.
-  MPI_Finalize();
-  std::exit(2);
-}
-
-template <class T> T parse_number(std::string_view flag, char const* text) {
-  T v{};
-  std::string_view s(text);
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size())
-    usage_error(std::string(flag) + ": not a number: '" + text + "'");
-  return v;
-}
-
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") usage_error("trains an MLP on Fashion-MNIST over MPI ranks");
-    if (i + 1 >= argc) usage_error("missing value after " + std::string(a));
-    char const* v = argv[++i];
-    if (a == "--data")
-      o.data = v;
-    else if (a == "--epochs")
-      o.epochs = parse_number<std::size_t>(a, v);
-    else if (a == "--batch")
-      o.batch = parse_number<std::size_t>(a, v);
-    else if (a == "--threads")
-      o.threads = parse_number<std::size_t>(a, v);
-    else if (a == "--seed")
-      o.seed = parse_number<std::uint64_t>(a, v);
-    else if (a == "--lr")
-      o.lr = parse_number<double>(a, v);
-    else if (a == "--reduce")
-      o.reduce = v;
-    else if (a == "--bucket-kb")
-      o.bucket_kb = parse_number<std::size_t>(a, v);
-    else if (a == "--timeout")
-      o.timeout = parse_number<double>(a, v);
-    else if (a == "--checkpoint-dir")
-      o.checkpoint_dir = v;
-    else if (a == "--resume")
-      o.resume = v;
-    else if (a == "--log-csv")
-      o.log_csv = v;
-    else
-      usage_error("unknown option " + std::string(a));
-  }
-  if (o.batch == 0) usage_error("--batch must be > 0");
-  if (o.reduce != "auto" && o.reduce != "allreduce" && o.reduce != "ordered" && o.reduce != "shared_memory")
-    usage_error("--reduce must be auto, allreduce, ordered or shared_memory");
-  return o;
-}
-
 int main(int argc, char** argv) {
   lp::dist::environment env(argc, argv);
-  options o = parse(argc, argv);
+  options o;
+  lepton_examples::arg_parser args(
+      "distributed_fashion_mnist",
+      "Trains the 784-256-128-10 MLP on Fashion-MNIST, data-parallel over MPI ranks "
+      "(launch with mpirun -np N).");
+  args.add("--data", o.data, "DIR", "the Fashion-MNIST IDX files");
+  args.add("--epochs", o.epochs, "N", "training epochs (the total, also when resuming)", 1);
+  args.add("--batch", o.batch, "B", "global batch size (all ranks together)", 1);
+  args.add("--threads", o.threads, "T", "lepton threads per rank (0: hardware threads / ranks on the node)");
+  args.add("--seed", o.seed, "S", "seed of the initial weights and the batch order");
+  args.add("--lr", o.lr, "LR", "Adam learning rate");
+  args.add_choice("--reduce", o.reduce, {"auto", "allreduce", "ordered", "shared_memory"},
+                  "how the gradients are summed");
+  args.add("--bucket-kb", o.bucket_kb, "K", "all-reduce bucket size in KiB (0: lepton's default)");
+  args.add("--timeout", o.timeout, "SECONDS",
+           "abort the job when a collective waits longer, rounded up to whole ms (default: "
+           "LEPTON_DIST_TIMEOUT, else 300)");
+  args.add("--checkpoint-dir", o.checkpoint_dir, "DIR", "save a checkpoint after every epoch (rank 0)");
+  args.add("--resume", o.resume, "FILE", "continue the run of this checkpoint");
+  args.add("--log-csv", o.log_csv, "FILE", "write one CSV line per epoch (rank 0)");
+  args.set_print(env.rank() == 0);                  // every rank parses the same arguments; one reports
+  if (auto rc = args.parse(argc, argv)) return *rc; // every rank returns: MPI_Finalize, nobody waits
   return lp::dist::run_or_abort([&] {
     auto& comm = env.world();
-    if (o.timeout > 0) comm.set_timeout(std::chrono::milliseconds(static_cast<long long>(o.timeout * 1000)));
+    if (o.timeout > 0) comm.set_timeout(lp::dist::timeout_from_seconds(o.timeout)); // 0.0005 s: 1 ms
     if (o.threads) lp::set_num_threads(o.threads);
-    // Every rank reads the data set (40 MB); each trains on its own shard of every batch.
-    lp::data::mnist_options norm{.normalize = true};
-    auto train = lp::data::fashion_mnist(o.data, lp::data::split::train, norm);
-    auto test = lp::data::fashion_mnist(o.data, lp::data::split::test, norm);
 
     mlp model;
     lp::nn::init(model, lp::init::kaiming_uniform{}, o.seed); // dist::fit sends rank 0's weights to all
@@ -125,11 +79,18 @@ int main(int argc, char** argv) {
       start_epoch = st.epoch;
       lp::dist::log(comm) << "resumed from " << o.resume << " after epoch " << st.epoch << "\n";
     }
+    // Rank 0 writes the checkpoints. The checkpointer refuses a directory that holds another run's
+    // files (a new run without --resume, or one resumed from an older epoch), before any training.
     std::optional<
         lp::io::checkpointer<mlp, lp::optim::adam<float>, lp::optim::cosine_lr<lp::optim::adam<float>>>>
         ckpt;
-    if (!o.checkpoint_dir.empty())
-      ckpt.emplace(model, opt, sched, lp::io::checkpoint_options{.dir = o.checkpoint_dir}, o.seed);
+    if (!o.checkpoint_dir.empty() && comm.is_root())
+      ckpt.emplace(model, opt, sched,
+                   lp::io::checkpoint_options{.dir = o.checkpoint_dir, .start_epoch = start_epoch}, o.seed);
+    // Every rank reads the data set (40 MB); each trains on its own shard of every batch.
+    lp::data::mnist_options norm{.normalize = true};
+    auto train = lp::data::fashion_mnist(o.data, lp::data::split::train, norm);
+    auto test = lp::data::fashion_mnist(o.data, lp::data::split::test, norm);
 
     auto hist = lp::dist::fit(comm, model, opt, lp::loss::cross_entropy, train, test,
                               {.epochs = o.epochs,

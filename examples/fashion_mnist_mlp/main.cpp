@@ -6,12 +6,11 @@
 // Prints one line per epoch, then one JSON line with the results.
 #include <lepton/lepton.hpp>
 
-#include <charconv>
+#include "../common/args.hpp"
+
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <string>
-#include <string_view>
 
 namespace lp = lepton;
 
@@ -32,53 +31,18 @@ struct options {
   std::string log_csv;
 };
 
-[[noreturn]] void usage_error(std::string const& msg) {
-  std::cerr
-      << "fashion_mnist_mlp: " << msg << "\n"
-      << "usage: fashion_mnist_mlp [--data DIR] [--epochs N] [--batch B] [--threads T] [--seed S] [--lr LR] "
-         "[--log-csv FILE]\n";
-  std::exit(2);
-}
-
-template <class T> T parse_number(std::string_view flag, char const* text) {
-  T v{};
-  std::string_view s(text);
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size())
-    usage_error(std::string(flag) + ": not a number: '" + text + "'");
-  return v;
-}
-
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") usage_error("trains an MLP on Fashion-MNIST");
-    if (i + 1 >= argc) usage_error("missing value after " + std::string(a));
-    char const* v = argv[++i];
-    if (a == "--data")
-      o.data = v;
-    else if (a == "--epochs")
-      o.epochs = parse_number<std::size_t>(a, v);
-    else if (a == "--batch")
-      o.batch = parse_number<std::size_t>(a, v);
-    else if (a == "--threads")
-      o.threads = parse_number<std::size_t>(a, v);
-    else if (a == "--seed")
-      o.seed = parse_number<std::uint64_t>(a, v);
-    else if (a == "--lr")
-      o.lr = parse_number<double>(a, v);
-    else if (a == "--log-csv")
-      o.log_csv = v;
-    else
-      usage_error("unknown option " + std::string(a));
-  }
-  if (o.batch == 0) usage_error("--batch must be > 0");
-  return o;
-}
-
 int main(int argc, char** argv) {
-  options o = parse(argc, argv);
+  options o;
+  lepton_examples::arg_parser args("fashion_mnist_mlp",
+                                   "Trains a 784-256-128-10 MLP on Fashion-MNIST with Adam.");
+  args.add("--data", o.data, "DIR", "the Fashion-MNIST IDX files");
+  args.add("--epochs", o.epochs, "N", "training epochs", 1);
+  args.add("--batch", o.batch, "B", "batch size", 1);
+  args.add("--threads", o.threads, "T", "lepton threads (0: LEPTON_NUM_THREADS, else all hardware threads)");
+  args.add("--seed", o.seed, "S", "seed of the initial weights and the batch order");
+  args.add("--lr", o.lr, "LR", "Adam learning rate");
+  args.add("--log-csv", o.log_csv, "FILE", "write one CSV line per epoch");
+  if (auto rc = args.parse(argc, argv)) return *rc;
   try {
     lp::set_num_threads(o.threads);
     lp::data::mnist_options norm{.normalize = true};

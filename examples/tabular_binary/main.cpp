@@ -6,10 +6,11 @@
 // Prints one line per epoch, then a JSON line with the held-out accuracy.
 #include <lepton/lepton.hpp>
 
+#include "../common/args.hpp"
+
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <string_view>
 
 namespace lp = lepton;
 
@@ -25,23 +26,14 @@ int main(int argc, char** argv) {
   std::size_t epochs = 30, batch = 32;
   std::uint64_t seed = 7;
   double lr = 3e-3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string_view a = argv[i];
-    if (a == "--csv")
-      csv = argv[i + 1];
-    else if (a == "--epochs")
-      epochs = std::stoul(argv[i + 1]);
-    else if (a == "--batch")
-      batch = std::stoul(argv[i + 1]);
-    else if (a == "--seed")
-      seed = std::stoull(argv[i + 1]);
-    else if (a == "--lr")
-      lr = std::stod(argv[i + 1]);
-    else {
-      std::cerr << "usage: tabular_binary [--csv FILE] [--epochs N] [--batch B] [--seed S] [--lr LR]\n";
-      return 2;
-    }
-  }
+  lepton_examples::arg_parser args("tabular_binary", "Trains a small MLP classifier on the Breast Cancer "
+                                                     "Wisconsin data set (sigmoid + binary cross-entropy).");
+  args.add("--csv", csv, "FILE", "the data set");
+  args.add("--epochs", epochs, "N", "training epochs", 1);
+  args.add("--batch", batch, "B", "batch size", 1);
+  args.add("--seed", seed, "S", "seed of the split, the initial weights and the batch order");
+  args.add("--lr", lr, "LR", "AdamW learning rate");
+  if (auto rc = args.parse(argc, argv)) return *rc;
   try {
     auto table = lp::data::read_csv(csv, {.target_name = "benign"});
     lp::data::dataset all(lp::data::to_static<30>(table.features), std::move(table.target));
@@ -62,11 +54,8 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < test.size(); ++i) correct += (logits(i) > 0) == (test.targets()(i) > 0.5f);
     std::printf("{\"test_accuracy\": %.4f, \"test_samples\": %zu, \"epochs\": %zu, \"batch\": %zu}\n",
                 double(correct) / double(test.size()), test.size(), epochs, batch);
-  } catch (lp::error const& e) {
+  } catch (std::exception const& e) { // a lepton::error (its message names the file), or bad_alloc
     std::cerr << "tabular_binary: " << e.what() << "\n";
     return 1;
-  } catch (std::exception const& e) { // std::stoul on a bad flag value
-    std::cerr << "tabular_binary: bad argument: " << e.what() << "\n";
-    return 2;
   }
 }

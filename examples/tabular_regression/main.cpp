@@ -6,11 +6,12 @@
 // Prints one line per epoch, then a JSON line with the held-out RMSE and R^2.
 #include <lepton/lepton.hpp>
 
+#include "../common/args.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <string_view>
 
 namespace lp = lepton;
 
@@ -25,23 +26,14 @@ int main(int argc, char** argv) {
   std::size_t epochs = 60, batch = 32;
   std::uint64_t seed = 3;
   double lr = 3e-3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string_view a = argv[i];
-    if (a == "--csv")
-      csv = argv[i + 1];
-    else if (a == "--epochs")
-      epochs = std::stoul(argv[i + 1]);
-    else if (a == "--batch")
-      batch = std::stoul(argv[i + 1]);
-    else if (a == "--seed")
-      seed = std::stoull(argv[i + 1]);
-    else if (a == "--lr")
-      lr = std::stod(argv[i + 1]);
-    else {
-      std::cerr << "usage: tabular_regression [--csv FILE] [--epochs N] [--batch B] [--seed S] [--lr LR]\n";
-      return 2;
-    }
-  }
+  lepton_examples::arg_parser args(
+      "tabular_regression", "Trains a small MLP regressor on the diabetes data set (mean squared error).");
+  args.add("--csv", csv, "FILE", "the data set");
+  args.add("--epochs", epochs, "N", "training epochs", 1);
+  args.add("--batch", batch, "B", "batch size", 1);
+  args.add("--seed", seed, "S", "seed of the split, the initial weights and the batch order");
+  args.add("--lr", lr, "LR", "AdamW learning rate");
+  if (auto rc = args.parse(argc, argv)) return *rc;
   try {
     auto table = lp::data::read_csv(csv, {.target_name = "progression"});
     // Standardise the target too (the loss is then in units of its variance); undo it for the RMSE.
@@ -84,11 +76,8 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"test_rmse\": %.2f, \"test_r2\": %.4f, \"test_samples\": %zu, \"epochs\": %zu, \"batch\": %zu}\n",
         std::sqrt(se / double(test.size())) * sd, 1 - se / tot, test.size(), epochs, batch);
-  } catch (lp::error const& e) {
+  } catch (std::exception const& e) { // a lepton::error (its message names the file), or bad_alloc
     std::cerr << "tabular_regression: " << e.what() << "\n";
     return 1;
-  } catch (std::exception const& e) {
-    std::cerr << "tabular_regression: bad argument: " << e.what() << "\n";
-    return 2;
   }
 }

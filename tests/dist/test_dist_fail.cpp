@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   bool shm = false;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
-      c.set_timeout(std::chrono::milliseconds(long(std::atof(argv[i + 1]) * 1000)));
+      c.set_timeout(lp::dist::timeout_from_seconds(std::atof(argv[i + 1]))); // 0.0005: 1 ms, not 0
     if (std::strcmp(argv[i], "--shm") == 0) shm = true;
   }
   lp::set_num_threads(1);

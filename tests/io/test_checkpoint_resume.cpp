@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -167,4 +168,160 @@ TEST_CASE("checkpointer: every N epochs, keeps the last K files, names them by e
   CHECK(lio::list_checkpoints(all).size() == 3);
   CHECK(!lio::latest_checkpoint(dir / "none").has_value());
   CHECK_THROWS_AS(lio::checkpointer(m, opt, {.every = 0}), lepton::value_error);
+}
+
+namespace ckpt_resume_test {
+/// An old run's checkpoints of epochs 1 .. n in `dir` (today's naming, ckpt-epoch-0003.safetensors),
+/// and each file's bytes.
+inline std::map<std::uint64_t, std::vector<std::byte>> old_run(std::filesystem::path const& dir,
+                                                               std::uint64_t n) {
+  net m = make_net(77);
+  lp::optim::sgd opt{m, {.lr = 0.05, .momentum = 0.9}};
+  std::map<std::uint64_t, std::vector<std::byte>> bytes;
+  for (std::uint64_t e = 1; e <= n; ++e) {
+    auto const p = lio::checkpoint_path(dir, e);
+    std::filesystem::create_directories(dir);
+    lio::save_checkpoint(p, m, opt, {.epoch = e, .step = 3 * e, .seed = 77});
+    bytes[e] = io_test::read_bytes(p);
+  }
+  return bytes;
+}
+
+/// The message of the lepton::value_error that f throws, else a note saying what happened.
+template <class F> std::string value_error_message(F&& f) {
+  try {
+    f();
+  } catch (lepton::value_error const& e) {
+    return e.what();
+  } catch (std::exception const& e) {
+    return std::string("(not a value_error: ") + e.what() + ")";
+  }
+  return "(no exception)";
+}
+
+inline bool unchanged(std::filesystem::path const& dir,
+                      std::map<std::uint64_t, std::vector<std::byte>> const& b) {
+  for (auto const& [e, bytes] : b) {
+    auto const p = lio::checkpoint_path(dir, e);
+    if (!std::filesystem::exists(p) || io_test::read_bytes(p) != bytes) return false;
+  }
+  return true;
+}
+} // namespace ckpt_resume_test
+
+TEST_CASE("checkpointer: a new run in the directory of an old run is refused before it writes or deletes",
+          "[io][checkpoint][train]") {
+  using namespace ckpt_resume_test;
+  io_test::scratch_dir dir;
+  auto const old = old_run(dir.path(), 5);
+  auto const train = blobs(96, 3);
+  net m = make_net(1);
+  lp::optim::sgd opt{m, {.lr = 0.05, .momentum = 0.9}};
+
+  // Before: the new run overwrote the old epoch 1, then pruned 1, 2 and 3 (its own file among them),
+  // save() returned a path that did not exist and latest_checkpoint named the old run's epoch 5.
+  CHECK_THAT(value_error_message([&] { lio::checkpointer(m, opt, {.dir = dir.path(), .keep_last = 2}, 4); }),
+             Catch::Matchers::Contains(dir.path().string() +
+                                       " holds checkpoints of another run (ckpt-epoch-0001.safetensors"
+                                       " .. ckpt-epoch-0005.safetensors, 5 files)") &&
+                 Catch::Matchers::Contains("start_epoch"));
+  CHECK(unchanged(dir.path(), old));
+  CHECK(lio::list_checkpoints(dir.path()).size() == 5);
+
+  // Kept apart by a prefix, the new run shares the directory: its first save (epoch 1, the lowest)
+  // exists, is the latest of its prefix and survives pruning; the old run is untouched.
+  lio::checkpointer ckpt(m, opt, {.dir = dir.path(), .keep_last = 2, .prefix = "run2-epoch-"}, 4);
+  auto const first = ckpt.save(1);
+  CHECK(std::filesystem::exists(first));
+  CHECK(lio::latest_checkpoint(dir.path(), "run2-epoch-") == first);
+  tr::fit(m, opt, lp::loss::cross_entropy, train,
+          {.epochs = 3,
+           .start_epoch = 1,
+           .batch = 32,
+           .seed = 4,
+           .display = tr::progress::none,
+           .on_checkpoint = ckpt});
+  auto const mine = lio::list_checkpoints(dir.path(), "run2-epoch-");
+  REQUIRE(mine.size() == 2);
+  CHECK(mine[0].first == 2);
+  CHECK(mine[1].first == 3);
+  CHECK(lio::latest_checkpoint(dir.path(), "run2-epoch-")->filename() == "run2-epoch-0003.safetensors");
+  CHECK(unchanged(dir.path(), old));
+}
+
+TEST_CASE("checkpointer: a resumed run prunes its own earlier files, resuming from an older epoch is refused",
+          "[io][checkpoint][train]") {
+  using namespace ckpt_resume_test;
+  io_test::scratch_dir dir;
+  auto const old = old_run(dir.path(), 5);
+  auto const train = blobs(96, 3);
+  net m = make_net(1);
+  lp::optim::sgd opt{m, {.lr = 0.05, .momentum = 0.9}};
+
+  // Resuming from epoch 3 while epochs 4 and 5 exist would mix two continuations.
+  CHECK_THAT(
+      value_error_message([&] { lio::checkpointer(m, opt, {.dir = dir.path(), .start_epoch = 3}, 77); }),
+      Catch::Matchers::Contains("holds checkpoints newer than epoch 3, where this run continues "
+                                "(ckpt-epoch-0004.safetensors .. ckpt-epoch-0005.safetensors, 2 files)"));
+  CHECK(unchanged(dir.path(), old));
+
+  // Resume from the latest (a file of today's naming), continue to epoch 7 keeping 2 files.
+  lio::train_state st;
+  lio::load_checkpoint(*lio::latest_checkpoint(dir.path()), m, opt, st);
+  REQUIRE(st.epoch == 5);
+  lio::checkpointer ckpt(m, opt, {.dir = dir.path(), .keep_last = 2, .start_epoch = st.epoch}, st.seed);
+  tr::fit(m, opt, lp::loss::cross_entropy, train,
+          {.epochs = 7,
+           .start_epoch = st.epoch,
+           .batch = 32,
+           .seed = st.seed,
+           .display = tr::progress::none,
+           .on_checkpoint = ckpt});
+  auto const files = lio::list_checkpoints(dir.path());
+  REQUIRE(files.size() == 2);
+  CHECK(files[0].first == 6);
+  CHECK(files[1].first == 7);
+  CHECK(lio::latest_checkpoint(dir.path())->filename() == "ckpt-epoch-0007.safetensors");
+  // fit saved through a copy of ckpt: the copies share the record of the run's files
+  auto const again = ckpt.save(7);
+  CHECK(std::filesystem::exists(again));
+  CHECK(lio::list_checkpoints(dir.path()).size() == 2);
+}
+
+TEST_CASE("checkpointer: save refuses a later file or another run's file of its epoch, writing nothing",
+          "[io][checkpoint][train]") {
+  using namespace ckpt_resume_test;
+  io_test::scratch_dir dir;
+  net m = make_net(1);
+  lp::optim::sgd opt{m, {.lr = 0.05, .momentum = 0.9}};
+  lio::checkpointer ckpt(m, opt, {.dir = dir.path(), .keep_last = 2}, 4);
+  auto const p1 = ckpt.save(1);
+
+  // Another process saves epoch 4 into the same directory.
+  auto const other = old_run(dir / "elsewhere", 4);
+  std::filesystem::copy_file(lio::checkpoint_path(dir / "elsewhere", 4), lio::checkpoint_path(dir.path(), 4));
+  CHECK_THAT(value_error_message([&] { ckpt.save(2); }),
+             Catch::Matchers::Contains("cannot save epoch 2 as ckpt-epoch-0002.safetensors: the directory "
+                                       "holds ckpt-epoch-0004.safetensors, which this run did not write"));
+  CHECK_THROWS_AS(ckpt.save(4), lepton::value_error); // would overwrite the other run's epoch 4
+  CHECK(!std::filesystem::exists(lio::checkpoint_path(dir.path(), 2)));
+  CHECK(std::filesystem::exists(p1));
+  CHECK(io_test::read_bytes(lio::checkpoint_path(dir.path(), 4)) == other.at(4));
+
+  // Later epochs are fine; the other run's file is never pruned, this run's older ones are.
+  ckpt.save(5);
+  ckpt.save(6);
+  auto const files = lio::list_checkpoints(dir.path());
+  REQUIRE(files.size() == 3);
+  CHECK(files[0].first == 4);
+  CHECK(files[1].first == 5);
+  CHECK(files[2].first == 6);
+  // Going back in epochs would leave latest_checkpoint naming an older save.
+  ckpt.save(7);
+  CHECK_THAT(
+      value_error_message([&] { ckpt.save(6); }),
+      Catch::Matchers::Contains("holds ckpt-epoch-0007.safetensors, a later epoch that this run saved before "
+                                "(saves must not go back in epochs"));
+  CHECK(lio::list_checkpoints(dir.path()).size() == 3); // 4 (the other run's), 6 and 7
+  CHECK(lio::latest_checkpoint(dir.path())->filename() == "ckpt-epoch-0007.safetensors");
 }

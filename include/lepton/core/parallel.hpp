@@ -3,22 +3,30 @@
 /// @brief The library's thread pool: an explicit, user-controlled number of threads.
 ///
 /// lepton runs large fused loops, reductions and GEMMs on a pool of `num_threads()` threads (the
-/// calling thread plus `num_threads() - 1` workers). Workers spin for a few microseconds after a job
-/// to make back-to-back parallel regions cheap, then sleep on a condition variable: nothing spins
-/// while the library is idle. Several user threads may evaluate expressions at once; when the pool is
-/// busy with another caller's job, a parallel region simply runs on the calling thread.
+/// calling thread plus `num_threads() - 1` workers), at most one per hardware thread unless asked
+/// otherwise (`set_num_threads`). Workers spin for about 50 us after a job to make back-to-back
+/// parallel regions cheap (not at all when the pool has more threads than the hardware), then sleep
+/// on a condition variable: nothing spins while the library is idle. Several user threads may
+/// evaluate expressions at once; when the pool is busy with another caller's job, a parallel region
+/// simply runs on the calling thread.
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "error.hpp"
 #include "fpenv.hpp"
@@ -31,15 +39,45 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-/// Number of threads from LEPTON_NUM_THREADS, or the hardware thread count.
+/// The most threads a pool may have (set_num_threads with oversubscribe::yes).
+inline constexpr std::size_t max_pool_threads = 4096;
+
+/// The hardware threads this process may run on: its CPU affinity mask on Linux (taskset, cgroup
+/// cpusets, mpirun's binding), else std::thread::hardware_concurrency(); at least 1.
+inline std::size_t hardware_threads() noexcept {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int const n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<std::size_t>(n);
+  }
+#endif
+  unsigned const hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : hw;
+}
+
+/// Number of threads from LEPTON_NUM_THREADS (1 .. hardware_threads()), else the hardware thread
+/// count. A larger value is capped and an invalid one ignored, each with one line on stderr.
 inline std::size_t default_thread_count() {
+  std::size_t const hw = hardware_threads();
   if (char const* env = std::getenv("LEPTON_NUM_THREADS")) {
     char* end = nullptr;
-    long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0 && v <= 4096) return static_cast<std::size_t>(v);
+    errno = 0;
+    long long const v = std::strtoll(env, &end, 10);
+    if (end == env || *end != '\0' || errno == ERANGE || v <= 0) {
+      std::fprintf(stderr,
+                   "lepton: LEPTON_NUM_THREADS='%s' is not a thread count (a whole number >= 1); using %zu\n",
+                   env, hw);
+    } else if (static_cast<unsigned long long>(v) > hw) {
+      std::fprintf(
+          stderr,
+          "lepton: LEPTON_NUM_THREADS=%lld: this process can run on %zu hardware threads; using %zu\n", v, hw,
+          hw);
+    } else {
+      return static_cast<std::size_t>(v);
+    }
   }
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : hw;
+  return hw;
 }
 
 class thread_pool {
@@ -84,7 +122,7 @@ public:
     work(m_fn, m_ctx, n);
     // Wait for stragglers: spin briefly, then sleep.
     for (int spin = 0; m_done.load(std::memory_order_acquire) != n; ++spin) {
-      if (spin < 4000) {
+      if (m_spin && spin < 4000) {
         cpu_relax();
       } else {
         std::unique_lock<std::mutex> lk(m_mutex);
@@ -121,11 +159,18 @@ private:
   void worker_loop() {
     std::size_t seen = m_generation.load(std::memory_order_acquire);
     for (;;) {
-      // Spin a little (about 50 us) for the next job before sleeping.
-      for (int spin = 0; spin < 20000 && m_generation.load(std::memory_order_acquire) == seen &&
-                         !m_stop.load(std::memory_order_relaxed);
-           ++spin)
-        cpu_relax();
+      // Spin a little (about 50 us, by the clock: a pause instruction takes 1 to 140 cycles
+      // depending on the CPU) for the next job before sleeping; not at all when there are more
+      // threads than hardware threads, where a spinning worker takes the core of one with work.
+      if (m_spin) {
+        auto const until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+        for (int spin = 1;
+             m_generation.load(std::memory_order_acquire) == seen && !m_stop.load(std::memory_order_relaxed);
+             ++spin) {
+          cpu_relax();
+          if (spin % 64 == 0 && std::chrono::steady_clock::now() >= until) break;
+        }
+      }
       task_fn fn;
       void* ctx;
       std::size_t n;
@@ -153,6 +198,7 @@ private:
 
   void start(std::size_t threads) {
     if (threads == 0) threads = default_thread_count();
+    m_spin = threads <= hardware_threads();
     m_stop.store(false);
     m_workers.reserve(threads - 1);
     for (std::size_t t = 1; t < threads; ++t) m_workers.emplace_back([this] { worker_loop(); });
@@ -174,6 +220,7 @@ private:
   std::condition_variable m_work_cv, m_done_cv, m_idle_cv;
   std::atomic<std::size_t> m_generation{0}, m_next{0}, m_done{0};
   std::atomic<bool> m_stop{false};
+  bool m_spin = true; // false when oversubscribed (more threads than hardware threads)
   task_fn m_fn = nullptr;
   void* m_ctx = nullptr;
   std::size_t m_n = 0;
@@ -210,15 +257,44 @@ template <class F> void parallel_range(std::size_t total, std::size_t grain, F&&
 
 namespace lepton {
 
-/// @brief Sets the number of threads lepton uses for its parallel loops (0 = hardware threads).
+/// @brief Whether set_num_threads may start more threads than the hardware threads this process
+///        can run on (`no`: it caps the count, with a warning).
 ///
-/// The default is the `LEPTON_NUM_THREADS` environment variable, else the hardware thread count.
-/// Call it while no lepton computation is running (it joins and restarts the workers).
+/// **Example**: `lepton::set_num_threads(8, lepton::oversubscribe::yes); // 8 even on 2 cores`
+enum class oversubscribe : bool { no, yes };
+
+/// @brief Sets the number of threads lepton uses for its parallel loops (0 = the default:
+///        `LEPTON_NUM_THREADS`, else every hardware thread this process may run on).
+///
+/// More threads than hardware threads only slow lepton down (with 4096 threads on 2 cores an epoch
+/// took hundreds of times longer), so `n` above lepton::hardware_threads() is capped to it with one
+/// line on stderr, unless `allow` is oversubscribe::yes (e.g. to test how work splits over more
+/// threads than the machine has, or to match the thread count of a run made elsewhere); even then
+/// at most 4096 threads (value_error above). `LEPTON_NUM_THREADS` is capped the same way. Call it
+/// while no lepton computation is running (it joins and restarts the workers).
+///
 /// **Example**: `lepton::set_num_threads(1); // deterministic single-threaded timing`
-inline void set_num_threads(std::size_t n) {
-  if (n > 4096) throw value_error("set_num_threads(" + std::to_string(n) + "): at most 4096 threads");
+inline void set_num_threads(std::size_t n, oversubscribe allow = oversubscribe::no) {
+  std::size_t const hw = detail::hardware_threads();
+  if (allow == oversubscribe::yes) {
+    if (n > detail::max_pool_threads)
+      throw value_error("set_num_threads(" + std::to_string(n) + "): at most " +
+                        std::to_string(detail::max_pool_threads) + " threads");
+  } else if (n > hw) {
+    std::fprintf(stderr,
+                 "lepton: set_num_threads(%zu): this process can run on %zu hardware threads; using %zu "
+                 "(more would only be slower)\n",
+                 n, hw, hw);
+    n = hw;
+  }
   detail::pool().resize(n);
 }
+
+/// @brief The hardware threads this process may run on (its CPU affinity on Linux): the most
+///        threads set_num_threads gives without oversubscribe::yes.
+///
+/// **Example**: `lepton::set_num_threads(lepton::hardware_threads());`
+inline std::size_t hardware_threads() noexcept { return detail::hardware_threads(); }
 
 /// @brief The number of threads lepton's parallel loops use (including the calling thread).
 inline std::size_t num_threads() { return detail::pool().size(); }

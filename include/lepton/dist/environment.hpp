@@ -6,7 +6,8 @@
 /// **Failure model.** A job must never hang because one rank failed. lepton::dist guarantees it in
 /// three ways:
 /// - every collective lepton starts is non-blocking and waited for with a deadline
-///   (`communicator::timeout()`, default 300 s or `LEPTON_DIST_TIMEOUT` seconds): when a peer is
+///   (`communicator::timeout()`, default 300 s or `LEPTON_DIST_TIMEOUT` seconds, rounded up to
+///   whole milliseconds; only an explicit 0 or `no_timeout` waits forever): when a peer is
 ///   stuck or gone the waiting rank prints which operation timed out and calls `MPI_Abort`, which
 ///   makes `mpirun` kill every rank;
 /// - `run_or_abort(body)` and the environment's `std::terminate` handler turn an exception on one
@@ -18,7 +19,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +30,8 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -88,13 +94,45 @@ inline std::string rank_tag() {
   return "lepton::dist: rank " + std::to_string(world_rank()) + " of " + std::to_string(world_size());
 }
 
-/// The collective timeout from LEPTON_DIST_TIMEOUT (seconds, 0 = none), else 300 s.
+/// Milliseconds for a deadline of `seconds` (finite, > 0, at most 1e9): rounded up, so never 0
+/// (which means no deadline); 0.0005 s gives 1 ms. A value within 1e-9 of whole milliseconds is
+/// not rounded up (0.007 s is 7 ms although 0.007 * 1000 is 7.000000000000001).
+/// Throws value_error naming `what` otherwise.
+inline std::chrono::milliseconds timeout_ms(double seconds, std::string const& what) {
+  if (!std::isfinite(seconds) || !(seconds > 0) || seconds > 1e9) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%g", seconds);
+    throw value_error(what + ": " + text +
+                      " s is not a timeout: give a finite number of seconds > 0 (at most 1e9)");
+  }
+  double const ms = seconds * 1000.0, whole = std::round(ms);
+  double const up = std::abs(ms - whole) <= 1e-9 * std::max(1.0, whole) ? whole : std::ceil(ms);
+  return std::chrono::milliseconds(std::max(1LL, static_cast<long long>(up)));
+}
+
+/// LEPTON_DIST_TIMEOUT's value: seconds > 0 (rounded up to whole milliseconds, as timeout_ms), or
+/// exactly 0 for no deadline (written as a zero: "0", "0.0"; a positive value never becomes 0).
+/// Throws value_error for anything else (empty, "abc", "12s", negative, NaN, inf, > 1e9).
+inline std::chrono::milliseconds parse_timeout(std::string_view text) {
+  double s = 0;
+  auto const [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
+  std::string const what = "LEPTON_DIST_TIMEOUT='" + std::string(text) + "'";
+  if (ec != std::errc() || end != text.data() + text.size())
+    throw value_error(what + " is not a number of seconds (0: no deadline)");
+  if (s == 0) return std::chrono::milliseconds(0);
+  return timeout_ms(s, what);
+}
+
+/// The collective timeout from LEPTON_DIST_TIMEOUT (seconds, 0 = none), else 300 s. An invalid value
+/// is reported once on stderr and replaced by 300 s (never by "no deadline").
 inline std::chrono::milliseconds default_timeout() {
   if (char const* env = std::getenv("LEPTON_DIST_TIMEOUT")) {
-    char* end = nullptr;
-    double s = std::strtod(env, &end);
-    if (end != env && *end == '\0' && s >= 0 && s < 1e9)
-      return std::chrono::milliseconds(static_cast<long long>(s * 1000));
+    try {
+      return parse_timeout(env);
+    } catch (value_error const& e) {
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) std::fprintf(stderr, "%s; using 300 s\n", e.what());
+    }
   }
   return std::chrono::seconds(300);
 }
@@ -126,6 +164,19 @@ inline int mpi_count(std::size_t n, char const* what) {
 
 } // namespace detail
 
+/// @brief The timeout that makes a communicator wait forever: only when asked for explicitly
+///        (`comm.set_timeout(no_timeout)`, `LEPTON_DIST_TIMEOUT=0`); not recommended.
+inline constexpr std::chrono::milliseconds no_timeout{0};
+
+/// @brief A timeout given in seconds (a command-line flag) as the communicator's milliseconds,
+///        rounded up: 0.0005 s gives 1 ms, never 0 (`no_timeout`).
+///
+/// Throws lepton::value_error unless `seconds` is finite, > 0 and at most 1e9.
+/// **Example**: `comm.set_timeout(lepton::dist::timeout_from_seconds(0.0005)); // 1 ms`
+inline std::chrono::milliseconds timeout_from_seconds(double seconds) {
+  return detail::timeout_ms(seconds, "dist::timeout_from_seconds");
+}
+
 /// @brief A duplicate of an MPI communicator (so that lepton's messages never mix with the
 ///        application's) with `MPI_ERRORS_RETURN` and a deadline for every collective lepton runs.
 ///
@@ -136,9 +187,10 @@ class communicator {
 public:
   /// A null communicator (rank 0 of 1: every operation is local).
   communicator() = default;
-  /// Duplicates `parent`. `timeout` bounds every wait (0 = wait forever; not recommended).
+  /// Duplicates `parent`. `timeout` bounds every wait (`no_timeout` = wait forever; not
+  /// recommended). Throws value_error for a negative timeout.
   explicit communicator(MPI_Comm parent, std::chrono::milliseconds timeout = detail::default_timeout())
-      : m_timeout(timeout) {
+      : m_timeout(checked(timeout)) {
     if (!detail::mpi_active())
       throw dist_error("dist::communicator: MPI is not initialised (make a dist::environment first)");
     detail::check(MPI_Comm_dup(parent, &m_comm), "MPI_Comm_dup");
@@ -167,9 +219,12 @@ public:
   bool is_root() const noexcept { return m_rank == 0; }
   /// True when there is someone to talk to (size() > 1).
   bool distributed() const noexcept { return m_size > 1 && m_comm != MPI_COMM_NULL; }
-  /// How long a rank waits for a collective before aborting the job (0 = forever).
+  /// How long a rank waits for a collective before aborting the job (`no_timeout`, 0: forever).
   std::chrono::milliseconds timeout() const noexcept { return m_timeout; }
-  void set_timeout(std::chrono::milliseconds t) noexcept { m_timeout = t; }
+  /// @brief Sets the deadline of every wait. Give seconds through dist::timeout_from_seconds (which
+  ///        rounds up, never to 0); `no_timeout` waits forever. Throws value_error for a negative one.
+  /// **Example**: `comm.set_timeout(lepton::dist::timeout_from_seconds(2.5));`
+  void set_timeout(std::chrono::milliseconds t) { m_timeout = checked(t); }
 
   /// Frees the duplicate now (also done by the destructor).
   void free() noexcept {
@@ -178,6 +233,13 @@ public:
   }
 
 private:
+  static std::chrono::milliseconds checked(std::chrono::milliseconds t) {
+    if (t.count() < 0)
+      throw value_error("dist::communicator: timeout " + std::to_string(t.count()) +
+                        " ms is negative (no_timeout waits forever)");
+    return t;
+  }
+
   MPI_Comm m_comm = MPI_COMM_NULL;
   int m_rank = 0;
   int m_size = 1;
@@ -331,9 +393,11 @@ private:
       MPI_Comm_free(&local);
     }
     if (o.split_threads && !std::getenv("LEPTON_NUM_THREADS") && m_local_size > 1) {
+      // The node's threads shared out, and no more than this rank may run on (mpirun binds each
+      // rank to one core by default when there are at most 2).
       unsigned hw = std::thread::hardware_concurrency();
       std::size_t per = std::max<std::size_t>(1, (hw ? hw : 1) / std::size_t(m_local_size));
-      set_num_threads(per);
+      set_num_threads(std::min(per, lepton::hardware_threads()));
     }
     if (o.abort_on_terminate) std::set_terminate(&environment::on_terminate);
   }

@@ -11,7 +11,7 @@
 ///   count, learning rate), a scheduler's state, the epoch, step and data seed, and the RNG state
 ///   (seed and call counter) of every layer that draws random numbers (`nn::dropout`).
 /// - `checkpointer`: a callback for `train::fit` that saves `ckpt-epoch-0003.safetensors` every N
-///   epochs and keeps the last K.
+///   epochs and keeps the last K of its run; it refuses to mix runs in one directory.
 ///
 /// Every load validates the whole file and every name, dtype, shape and value against the model and
 /// optimizer before it writes anything (strong guarantee: on any exception they are unchanged).
@@ -611,13 +611,18 @@ void load_checkpoint(std::filesystem::path const& path, Model& model, Opt& opt, 
   detail::load_checkpoint_impl(path, model, opt, state, &scheduler, options);
 }
 
-/// @brief Where and how often a checkpointer saves.
+/// @brief Where and how often a checkpointer saves, and where the run starts.
 ///
 /// **Example**: `lepton::io::checkpoint_options{.dir = "ckpt", .every = 2, .keep_last = 3}`
 struct checkpoint_options {
-  std::filesystem::path dir = ".";    ///< created if needed
-  std::size_t every = 1;              ///< save after epochs every, 2 * every, ... (> 0)
-  std::size_t keep_last = 3;          ///< keep the newest this many files of `prefix` (0: keep all)
+  std::filesystem::path dir = "."; ///< created if needed
+  std::size_t every = 1;           ///< save after epochs every, 2 * every, ... (> 0)
+  std::size_t keep_last = 3;       ///< keep the newest this many files of this run (0: keep all)
+  /// The epoch this run continues from: 0 for a new run, else the `train_state::epoch` of the
+  /// checkpoint it loaded (the same as `fit_options::start_epoch`). `dir` may then hold this run's
+  /// earlier files (epochs <= start_epoch), which keep_last prunes; any other file of `prefix` is
+  /// another run's, and the checkpointer refuses to mix with it (see checkpointer).
+  std::uint64_t start_epoch = 0;
   std::string prefix = "ckpt-epoch-"; ///< file names: prefix + 4-digit epoch + ".safetensors"
   atomic_write_options write{};       ///< passed to the atomic writer
 };
@@ -659,7 +664,8 @@ list_checkpoints(std::filesystem::path const& dir, std::string const& prefix = "
   return out;
 }
 
-/// @brief The newest checkpoint of `dir` (highest epoch), if any.
+/// @brief The newest checkpoint of `dir` (highest epoch), if any: the newest save of the run that a
+///        checkpointer keeps there (it refuses to mix runs in one directory and prefix).
 ///
 /// **Example**:
 /// ```
@@ -673,19 +679,34 @@ inline std::optional<std::filesystem::path> latest_checkpoint(std::filesystem::p
   return all.back().second;
 }
 
-/// @brief A fit callback that saves a checkpoint every N epochs and keeps the last K files.
+/// @brief A fit callback that saves a checkpoint every N epochs and keeps the last K files of its run.
 ///
 /// Pass it as `fit_options::on_checkpoint` (called after `on_epoch`, so a scheduler stepped there is
 /// saved in its new state). After epoch e (1-based) with `e % every == 0` it writes
-/// `checkpoint_path(dir, e, prefix)` with `train_state{e, opt.steps(), seed}`, then deletes the
-/// oldest files of `prefix` in `dir` beyond `keep_last` (by epoch number; deletion is best effort).
-/// It holds pointers to the model, optimizer and scheduler, which must outlive it; copies share them.
+/// `checkpoint_path(dir, e, prefix)` with `train_state{e, opt.steps(), seed}`, then deletes this
+/// run's oldest files beyond `keep_last` (by epoch number; never the file just written; deletion is
+/// best effort).
+///
+/// One directory (and prefix) holds one run, so that `latest_checkpoint` names its newest save and
+/// pruning deletes only its files. A run's files are those it wrote and, when it resumes
+/// (`checkpoint_options::start_epoch` > 0), those of epochs <= start_epoch that `dir` held when it was
+/// made. The constructor throws lepton::value_error, before any training, when `dir` holds any other
+/// file of `prefix` (a new run in the directory of an old one; a run resumed from an epoch older than
+/// the directory's newest), and `save` throws it, writing and deleting nothing, when the directory
+/// holds a file of a later epoch, or of the same epoch that this run did not write (another process
+/// saving there). Each message names the directory, the files and what to do.
+///
+/// It holds pointers to the model, optimizer and scheduler, which must outlive it; copies (such as
+/// the one `fit_options::on_checkpoint` stores) share them and the record of the run's files.
 /// @tparam Sched a stateful_scheduler, or detail::no_scheduler for none
 ///
 /// **Example**:
 /// ```
-/// lepton::io::checkpointer ckpt(model, opt, sched, {.dir = "ckpt", .every = 1, .keep_last = 2}, 9);
-/// lepton::train::fit(model, opt, loss, train, {.epochs = 10, .seed = 9,
+/// lepton::io::train_state st; // resume if the directory holds a checkpoint
+/// if (auto last = lepton::io::latest_checkpoint("ckpt")) lepton::io::load_checkpoint(*last, model, opt, st, sched);
+/// lepton::io::checkpointer ckpt(model, opt, sched,
+///                               {.dir = "ckpt", .every = 1, .keep_last = 2, .start_epoch = st.epoch}, 9);
+/// lepton::train::fit(model, opt, loss, train, {.epochs = 10, .start_epoch = st.epoch, .seed = 9,
 ///                    .on_epoch = [&](auto const&) { sched.step(); return true; }, .on_checkpoint = ckpt});
 /// ```
 template <class Model, optim::stateful_optimizer Opt, class Sched = detail::no_scheduler> class checkpointer {
@@ -703,20 +724,33 @@ public:
     check();
   }
 
-  /// Saves now as after epoch `epoch` (creating the directory if needed), then prunes old files.
-  /// Returns the file written. Throws lepton::io_error if the directory or file cannot be written.
+  /// Saves now as after epoch `epoch` (creating the directory if needed), then prunes this run's
+  /// old files. Returns the file written, which exists when save returns. Throws lepton::io_error
+  /// if the directory or file cannot be written, lepton::value_error if the directory holds a file
+  /// of a later epoch or another run's file of this epoch (then nothing is written or deleted).
   std::filesystem::path save(std::uint64_t epoch) {
     std::error_code ec;
     std::filesystem::create_directories(m_options.dir, ec);
     if (ec)
       throw io_error(m_options.dir.string() + ": cannot create the checkpoint directory: " + ec.message());
     auto path = checkpoint_path(m_options.dir, epoch, m_options.prefix);
+    for (auto const& [e, p] : list_checkpoints(m_options.dir, m_options.prefix)) {
+      if (e < epoch || (e == epoch && owns(e))) continue;
+      throw value_error(
+          "checkpointer: " + m_options.dir.string() + ": cannot save epoch " + std::to_string(epoch) +
+          " as " + path.filename().string() + ": the directory holds " + p.filename().string() +
+          (owns(e) ? ", a later epoch that this run saved before (saves must not go back in epochs, or "
+                     "latest_checkpoint would not name the newest)"
+                   : ", which this run did not write: is another run saving into the same directory? Give "
+                     "each run its own directory or prefix"));
+    }
     train_state st{.epoch = epoch, .step = m_opt->steps(), .seed = m_seed};
     if constexpr (std::is_same_v<Sched, detail::no_scheduler>)
       save_checkpoint(path, *m_model, *m_opt, st, m_options.write);
     else
       save_checkpoint(path, *m_model, *m_opt, st, *m_sched, m_options.write);
-    prune();
+    if (!owns(epoch)) m_run->owned.push_back(epoch);
+    prune(path);
     return path;
   }
 
@@ -732,17 +766,56 @@ public:
   checkpoint_options const& options() const noexcept { return m_options; }
 
 private:
-  void check() const {
-    if (m_options.every == 0) throw value_error("checkpointer: every must be > 0");
+  struct run_record {
+    std::vector<std::uint64_t> owned; ///< epochs of this run's files (adopted or written)
+  };
+
+  bool owns(std::uint64_t epoch) const {
+    return std::find(m_run->owned.begin(), m_run->owned.end(), epoch) != m_run->owned.end();
   }
-  void prune() const noexcept {
+
+  /// Validates the options and adopts the files of the run this one continues (see the class).
+  void check() {
+    if (m_options.every == 0) throw value_error("checkpointer: every must be > 0");
+    std::vector<std::filesystem::path> foreign;
+    for (auto const& [e, p] : list_checkpoints(m_options.dir, m_options.prefix)) {
+      if (m_options.start_epoch > 0 && e <= m_options.start_epoch)
+        m_run->owned.push_back(e);
+      else
+        foreign.push_back(p);
+    }
+    if (foreign.empty()) return;
+    std::string const files = foreign.front().filename().string() +
+                              (foreign.size() > 1 ? " .. " + foreign.back().filename().string() + ", " +
+                                                        std::to_string(foreign.size()) + " files"
+                                                  : std::string());
+    std::string const remedy = "use another dir or prefix, or move those files away";
+    if (m_options.start_epoch == 0)
+      throw value_error("checkpointer: " + m_options.dir.string() + " holds checkpoints of another run (" +
+                        files +
+                        ") and this run is new (checkpoint_options::start_epoch = 0): its saves would "
+                        "overwrite them and pruning would delete its own. To continue that run, load "
+                        "the latest and pass its epoch as start_epoch (here and to fit); else " +
+                        remedy);
+    throw value_error("checkpointer: " + m_options.dir.string() + " holds checkpoints newer than epoch " +
+                      std::to_string(m_options.start_epoch) + ", where this run continues (" + files +
+                      "): they are another run's, or a later part of this one that the new saves would "
+                      "mix with. Resume from the latest, or " +
+                      remedy);
+  }
+
+  void prune(std::filesystem::path const& just_written) noexcept {
     if (m_options.keep_last == 0) return;
     try {
-      auto all = list_checkpoints(m_options.dir, m_options.prefix);
-      std::size_t const excess = all.size() > m_options.keep_last ? all.size() - m_options.keep_last : 0;
+      std::vector<std::pair<std::uint64_t, std::filesystem::path>> mine;
+      for (auto& f : list_checkpoints(m_options.dir, m_options.prefix))
+        if (owns(f.first) && f.second != just_written) mine.push_back(std::move(f));
+      // keep_last - 1 of the older files, and the one just written
+      std::size_t const excess =
+          mine.size() + 1 > m_options.keep_last ? mine.size() + 1 - m_options.keep_last : 0;
       for (std::size_t i = 0; i < excess; ++i) {
         std::error_code ec;
-        std::filesystem::remove(all[i].second, ec);
+        if (std::filesystem::remove(mine[i].second, ec) && !ec) std::erase(m_run->owned, mine[i].first);
       }
     } catch (...) {
       // best effort: a checkpoint that could not be deleted is harmless
@@ -754,6 +827,7 @@ private:
   Sched* m_sched = nullptr;
   checkpoint_options m_options;
   std::uint64_t m_seed;
+  std::shared_ptr<run_record> m_run = std::make_shared<run_record>();
 };
 
 /// Deduction: `checkpointer(model, opt, options, seed)` has no scheduler.
