@@ -213,36 +213,29 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
 }
 
 /// Adds gradient `g` (over shape s) to DAG entry `e` (dag.hpp). The first contribution borrows a
-/// contiguous buffer as it is (no copy); a second one copies it before adding.
+/// contiguous buffer as it is (no copy); a second one copies it before adding. One loop
+/// instantiation per gradient type (first write and later adds differ only in a run-time flag).
 template <class T, std::size_t R, class G>
 void add_entry_grad(eval_context& ctx, dag_entry& e, G& g, shape_t<R> const& s) {
   std::size_t const n = shape_size(s);
-  if (!e.grad) {
-    if constexpr (is_view_v<G>) {
-      if (g.size() == n && g.shape() == s) {
-        e.grad = g.ptr;
-        e.grad_borrowed = true;
-        return;
-      }
+  bool const add = e.grad != nullptr;
+  if constexpr (is_view_v<G>) {
+    if (!add && g.size() == n && g.shape() == s) {
+      e.grad = g.ptr;
+      e.grad_borrowed = true;
+      return;
     }
-    T* p = ctx.alloc<T>(n);
-    g.bind(s);
-    run_assign(p, g, s, false);
-    anomaly_check<gradient_tag>(p, n, "backward");
-    e.grad = p;
-    e.grad_borrowed = false;
-    return;
   }
   T* p = const_cast<T*>(static_cast<T const*>(e.grad));
-  if (e.grad_borrowed) {
+  if (!add || e.grad_borrowed) {
     T* q = ctx.alloc<T>(n);
-    std::copy_n(p, n, q);
+    if (add) std::copy_n(p, n, q);
     p = q;
     e.grad = q;
     e.grad_borrowed = false;
   }
   g.bind(s);
-  run_assign(p, g, s, true);
+  run_assign(p, g, s, add);
   anomaly_check<gradient_tag>(p, n, "backward");
 }
 
