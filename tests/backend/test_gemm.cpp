@@ -226,7 +226,7 @@ struct bias_relu_epilogue {
 TEST_CASE("gemm epilogue covers each element exactly once, after its final value", "[backend][gemm]") {
   std::size_t const threads_before = lepton::num_threads();
   for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{3}}) {
-    lepton::set_num_threads(threads);
+    lepton::set_num_threads(threads, lepton::oversubscribe::yes); // 3 splits even on 2 cores
     struct shape {
       std::size_t m, n, k;
     };
@@ -442,7 +442,7 @@ TEST_CASE("gemm results are bitwise identical for 1, 2 and 3 threads", "[backend
     std::vector<float> cf[3];
     std::vector<double> cd[3];
     for (std::size_t t = 1; t <= 3; ++t) {
-      lepton::set_num_threads(t);
+      lepton::set_num_threads(t, lepton::oversubscribe::yes);
       cf[t - 1] = of.c;
       cd[t - 1] = od.c;
       gemm<float>(s.ta, s.tb, s.m, s.n, s.k, 0.5f, of.a.data(), of.lda, of.b.data(), of.ldb, 0.25f,

@@ -45,7 +45,7 @@ TEST_CASE("8 threads x N inference calls on one const model are bit-identical to
   rel::thread_count_guard guard;
   // A pool of 3 workers: whichever user thread gets it runs its GEMMs in parallel, the others run
   // inline. Results must not depend on which happened.
-  lp::set_num_threads(4);
+  lp::set_num_threads(4, lp::oversubscribe::yes); // 4 even on a 2-core machine
   rel::mlp m;
   lp::nn::init(m, lp::init::kaiming_uniform{}, 42);
   rel::mlp const& model = m;
