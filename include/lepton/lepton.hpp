@@ -17,18 +17,21 @@
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
 
+#include "expr/conv.hpp"
 #include "expr/dropout.hpp"
 #include "expr/elementwise.hpp"
+#include "expr/evaluate.hpp"
 #include "expr/linalg.hpp"
 #include "expr/nn_ops.hpp"
 #include "expr/reduce.hpp"
 #include "expr/shape_ops.hpp"
 
-#include "eval/anomaly.hpp"
-#include "eval/assign.hpp"
-
 #include "autodiff/grad.hpp"
 #include "autodiff/gradcheck.hpp"
+
+#include "eval/anomaly.hpp"
+
+#include "backend/cpu.hpp"
 
 #include "data.hpp"
 #include "nn.hpp"

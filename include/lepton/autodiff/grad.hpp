@@ -6,7 +6,9 @@
 ///
 /// There is no tape: the evaluator tree of the loss expression *is* the graph. `backward` runs the
 /// forward pass keeping every materialised value, then walks the tree once from the root, each node
-/// applying the backward rule defined next to its forward rule. Elementwise chains are
+/// applying its backward rule (the op functor's, or its evaluator's). This header is backend-neutral:
+/// the backend of the loss's memory space runs the pass (core/backend.hpp; the CPU's in
+/// backend/cpu/run.hpp). Elementwise chains are
 /// differentiated as fused loops (their inputs are recomputed on the fly instead of stored),
 /// matmul's rule is two GEMMs writing leaf gradients directly, and subtrees with nothing to
 /// differentiate (the data batch, frozen parameters, constants) are skipped: no work at all.
@@ -15,7 +17,9 @@
 
 #include <tuple>
 
-#include "../eval/assign.hpp"
+#include "../core/backend.hpp"
+#include "../expr/evaluate.hpp"
+#include "../expr/node.hpp"
 
 namespace lepton {
 
@@ -42,35 +46,10 @@ struct backward_options {
 template <expression E> auto backward(E const& loss, backward_options opt = {}) {
   static_assert(E::rank == 0,
                 "lepton: backward needs a scalar (rank-0) loss; reduce it with lepton::sum or lepton::mean");
-  using T = typename E::value_type;
-  detail::fp_scope fp;
-  detail::arena& mem = detail::thread_arena();
-  detail::arena_scope scope(mem);
-  detail::eval_context ctx(mem);
-  ctx.keep_values = true;
-  ctx.params_get_grads = true;
-  ctx.accumulate = opt.accumulate;
-  ctx.pass = detail::next_pass_id();
-  ctx.correct = opt.correct;
-  detail::evaluator<E> ev(loss);
-  T* out = ctx.alloc<T>(1);
-  detail::materialise_into(ctx, ev, out);
-  T const value = *out;
-  if (ev.needs_grad(ctx)) {
-    detail::scalar_ev<T> seed{T(1)};
-    ev.backward(ctx, seed);
-    ctx.dag.run_backward(ctx); // each shared value's rule once, with its summed gradient (eval/dag.hpp)
-  }
-  return value;
+  return detail::runner<backend_for_t<memory_space_of_t<E>>, E>::backward(loss, opt);
 }
 
 namespace detail {
-template <class W> auto target_data(W const& w) {
-  if constexpr (parameter<W>)
-    return w.value.data();
-  else
-    return w.data();
-}
 template <class W> auto zero_like(W const& w) {
   if constexpr (parameter<W>)
     return typename W::tensor_type(w.value.shape());
@@ -93,23 +72,8 @@ auto grad(E const& f, W const&... wrt) {
       "lepton: grad needs a scalar (rank-0) expression; reduce it with lepton::sum or lepton::mean");
   static_assert(sizeof...(W) > 0,
                 "lepton: grad(f, wrt...) needs at least one tensor to differentiate against");
-  using T = typename E::value_type;
   auto result = std::make_tuple(detail::zero_like(wrt)...);
-  detail::fp_scope fp;
-  detail::arena& mem = detail::thread_arena();
-  detail::arena_scope scope(mem);
-  detail::eval_context ctx(mem);
-  ctx.keep_values = true;
-  ctx.params_get_grads = false;
-  std::apply([&](auto&... r) { (ctx.add_target(detail::target_data(wrt), r.data()), ...); }, result);
-  detail::evaluator<E> ev(f);
-  T* out = ctx.alloc<T>(1);
-  detail::materialise_into(ctx, ev, out);
-  if (ev.needs_grad(ctx)) {
-    detail::scalar_ev<T> seed{T(1)};
-    ev.backward(ctx, seed);
-    ctx.dag.run_backward(ctx); // each shared value's rule once, with its summed gradient (eval/dag.hpp)
-  }
+  detail::runner<backend_for_t<memory_space_of_t<E>>, E>::grad(f, result, wrt...);
   return result;
 }
 

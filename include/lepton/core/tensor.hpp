@@ -17,6 +17,7 @@
 
 #include <xtensor/xtensor.hpp>
 
+#include "backend.hpp"
 #include "error.hpp"
 #include "expr_base.hpp"
 #include "shape.hpp"
@@ -27,8 +28,10 @@ template <class T, std::size_t... Dims> class tensor;
 template <class T, std::size_t... Dims> class tensor_view;
 
 namespace detail {
-/// Evaluates expression `e` into `dst` (defined in eval/assign.hpp).
-template <class Dst, class E> void assign_expression(Dst& dst, E const& e);
+/// Evaluates expression `e` into `dst` with the backend of dst's memory space (core/backend.hpp).
+template <class Dst, class E> void assign_expression(Dst& dst, E const& e) {
+  runner<backend_for_t<memory_space_of_t<Dst>>, E>::assign(dst, e);
+}
 
 template <std::size_t R, std::size_t... Dims>
 shape_t<R> shape_from_dyn(std::array<std::size_t, dims<Dims...>::dynamic_count> const& dyn_sizes) {
@@ -78,6 +81,8 @@ concept dense = requires(D const& d) {
 template <class T, std::size_t... Dims> class tensor_view {
 public:
   static constexpr bool is_dense = true;
+  /// Host memory: expressions assigned to a view run on the CPU backend.
+  using memory_space = host_space;
   using value_type = std::remove_const_t<T>;
   using static_dims = dims<Dims...>;
   static constexpr std::size_t rank = sizeof...(Dims);
@@ -143,6 +148,8 @@ private:
 template <class T, std::size_t... Dims> class tensor {
 public:
   static constexpr bool is_dense = true;
+  /// Host memory: expressions assigned to a tensor run on the CPU backend.
+  using memory_space = host_space;
   using value_type = T;
   using static_dims = dims<Dims...>;
   static constexpr std::size_t rank = sizeof...(Dims);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../autodiff/grad.hpp"
+#include "../backend/cpu/run.hpp"
 #include "../data/dataset.hpp"
 #include "../nn/layer.hpp"
 #include "../optim/optimizer.hpp"

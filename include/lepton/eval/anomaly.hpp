@@ -18,6 +18,7 @@
 
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
+#include "../expr/describe.hpp"
 
 namespace lepton {
 
@@ -26,11 +27,6 @@ inline std::atomic<bool>& anomaly_flag() {
   static std::atomic<bool> on{false};
   return on;
 }
-
-/// A readable description of an expression node type; each op header specialises it next to its node.
-template <class Node> struct describe {
-  static std::string get() { return "expression"; }
-};
 
 /// Index of the first non-finite element, or n.
 template <class T> std::size_t first_nonfinite(T const* p, std::size_t n) {

@@ -12,10 +12,11 @@
 #include "anomaly.hpp"
 #include "context.hpp"
 #include "loops.hpp"
+#include "protocol.hpp"
 
 namespace lepton::detail {
 
-template <class Ev> constexpr bool is_gemm_ev = requires { Ev::is_gemm; };
+template <class Ev> constexpr bool is_gemm_ev = evaluator_traits<Ev>::writes_in_place;
 
 template <class Ev> struct node_of {
   using type = void;
@@ -27,7 +28,7 @@ struct node_of<Ev> {
 };
 
 /// Recognises the groups `act(matmul(x, w) + b)` (act = identity or relu, b a rank-1 buffer) that
-/// run as the GEMM's register epilogue; specialised in expr/linalg.hpp, where `run(ctx, ev, dst)`
+/// run as the GEMM's register epilogue; specialised in backend/cpu/linalg.hpp; the planner's epilogue trait, where `run(ctx, ev, dst)`
 /// evaluates such a group into dst and returns false (having done nothing) when the shapes do not
 /// fit that form (a bias that is itself broadcast).
 template <class Ev> struct bias_act_group {
@@ -48,7 +49,7 @@ template <class T, class Ev> void materialise_into_impl(eval_context& ctx, Ev& e
     ev.set_output(dst);
     ev.forward(ctx, nullptr);
     return;
-  } else if constexpr (Ev::top_gemms == 1 && Ev::rank == 2) {
+  } else if constexpr (evaluator_traits<Ev>::top_gemms == 1 && Ev::rank == 2) {
     bool done = false;
     ev.visit_top([&](auto& mm) {
       if constexpr (is_gemm_ev<std::remove_cvref_t<decltype(mm)>>) {
@@ -84,7 +85,7 @@ bool locate_nonfinite(Ev const& ev, shape_t<R> const& s, std::string& where) {
   auto child = [&](auto const& c) {
     using C = std::remove_cvref_t<decltype(c)>;
     if constexpr (requires { typename C::node; } && C::rank <= R) {
-      if (!found && !C::has_buffer) found = locate_nonfinite(c, s, where);
+      if (!found && !evaluator_traits<C>::has_buffer) found = locate_nonfinite(c, s, where);
     }
   };
   if constexpr (requires { ev.a; }) child(ev.a);
@@ -112,11 +113,11 @@ template <class T, class Ev> void anomaly_forward(Ev& ev, T const* p, std::size_
   std::size_t const i = first_nonfinite(p, n);
   if (i == n) return;
   std::string where = description<typename node_of<Ev>::type>(), inner;
-  if constexpr (!Ev::has_buffer) {
+  if constexpr (!evaluator_traits<Ev>::has_buffer) {
     if (locate_nonfinite(ev, ev.shape(), inner)) where = inner + ", inside " + where;
   } else if constexpr (requires { ev.a; }) { // a reduction reads its fused input lazily
     using A = std::remove_cvref_t<decltype(ev.a)>;
-    if constexpr (requires { typename A::node; } && !A::has_buffer) {
+    if constexpr (requires { typename A::node; } && !evaluator_traits<A>::has_buffer) {
       if (locate_nonfinite(ev.a, ev.a.shape(), inner)) where = inner + ", inside " + where;
     }
   }
@@ -124,6 +125,9 @@ template <class T, class Ev> void anomaly_forward(Ev& ev, T const* p, std::size_
 }
 
 template <class T, class Ev> void materialise_into(eval_context& ctx, Ev& ev, T* dst) {
+  static_assert(
+      cpu_evaluator<Ev>,
+      "lepton: internal: a node's CPU evaluator does not implement the protocol of eval/protocol.hpp");
   materialise_into_impl(ctx, ev, dst);
   anomaly_forward(ev, dst, shape_size(ev.shape()));
 }
@@ -132,7 +136,7 @@ template <class T, class Ev> void materialise_into(eval_context& ctx, Ev& ev, T*
 template <class Ev> auto value_of(eval_context& ctx, Ev& ev) {
   using T = typename Ev::value_type;
   constexpr std::size_t R = Ev::rank;
-  if constexpr (Ev::has_buffer) {
+  if constexpr (evaluator_traits<Ev>::has_buffer) {
     ev.forward(ctx, nullptr);
     view_ev<T, R> v = ev.buffer();
     anomaly_forward(ev, v.ptr, v.size());

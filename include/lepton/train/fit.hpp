@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../autodiff/grad.hpp"
+#include "../backend/cpu/run.hpp"
 #include "../data/dataset.hpp"
 #include "../data/loader.hpp"
 #include "../nn/layer.hpp"

@@ -2,9 +2,9 @@
 /// @file activation.hpp
 /// @brief Activation layers (parameter-free), for use in `sequential` and model structs.
 
-#include "../../expr/elementwise.hpp"
-#include "../../expr/nn_ops.hpp"
-#include "../../expr/shape_ops.hpp"
+#include "../../backend/cpu/elementwise.hpp"
+#include "../../backend/cpu/nn_ops.hpp"
+#include "../../backend/cpu/shape_ops.hpp"
 
 namespace lepton::nn {
 

@@ -5,7 +5,7 @@
 
 #include <array>
 
-#include "../../expr/conv.hpp"
+#include "../../backend/cpu/conv.hpp"
 #include "../layer.hpp"
 
 namespace lepton::nn {

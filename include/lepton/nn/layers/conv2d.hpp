@@ -5,7 +5,7 @@
 #include <array>
 #include <type_traits>
 
-#include "../../expr/conv.hpp"
+#include "../../backend/cpu/conv.hpp"
 #include "../layer.hpp"
 
 namespace lepton::nn {

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "../../expr/dropout.hpp"
+#include "../../backend/cpu/dropout.hpp"
 #include "../layer.hpp"
 
 namespace lepton::nn {

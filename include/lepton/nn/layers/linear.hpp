@@ -4,7 +4,7 @@
 
 #include <array>
 
-#include "../../expr/linalg.hpp"
+#include "../../backend/cpu/linalg.hpp"
 #include "../layer.hpp"
 
 namespace lepton::nn {

@@ -1,0 +1,273 @@
+#pragma once
+/// @file nn_ops.hpp
+/// @brief CPU evaluators of softmax, log_softmax and softmax cross-entropy (expr/nn_ops.hpp): row
+///        kernels shifted by the row maximum, with their fused, numerically stable gradients.
+
+#include "../../eval/materialise.hpp"
+#include "../../eval/protocol.hpp"
+#include "../../eval/simd.hpp"
+#include "../../expr/nn_ops.hpp"
+#include "reduce.hpp"
+
+namespace lepton::detail {
+
+/// The last n (< lanes) elements at p as one vector, the other lanes set to `fill`: a short row
+/// (10 classes) then costs one vector exp instead of n scalar calls into libm.
+template <class V, class T> LEPTON_ALWAYS_INLINE V load_tail(T const* p, std::size_t n, T fill) {
+  alignas(64) T tmp[lanes_v<V>];
+  for (std::size_t i = 0; i < lanes_v<V>; ++i) tmp[i] = i < n ? p[i] : fill;
+  return load<V>(tmp);
+}
+/// Stores the first n (< lanes) lanes of v at p.
+template <class V, class T> LEPTON_ALWAYS_INLINE void store_tail(T* p, std::size_t n, V v) {
+  alignas(64) T tmp[lanes_v<V>];
+  store<V>(tmp, v);
+  for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
+}
+
+/// Row statistics of a (rows, n) block: max and log(sum(exp(x - max))). The tail of the row is
+/// one vector padded with -inf (exp(-inf - max) = 0 adds nothing).
+template <class T> LEPTON_ALWAYS_INLINE void row_stats(T const* x, std::size_t n, T& mx, T& logs) {
+  using V = simd_t<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  V vm = splat<V>(ninf);
+  std::size_t c = 0;
+  for (; c + W <= n; c += W) vm = m::max(vm, load<V>(x + c));
+  std::size_t const tail = n - c;
+  V const vt = tail ? load_tail<V>(x + c, tail, ninf) : splat<V>(ninf);
+  T mv = static_cast<T>(m::hmax(m::max(vm, vt)));
+  if (mv == ninf || n == 0) mv = T(0);
+  V vs = splat<V>(T(0));
+  V vmx = splat<V>(mv);
+  for (c = 0; c + W <= n; c += W) vs = vs + m::exp(load<V>(x + c) - vmx);
+  if (tail) vs = vs + m::exp(vt - vmx);
+  mx = mv;
+  logs = std::log(static_cast<T>(m::hsum(vs)));
+}
+
+template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend> {
+  using node = softmax_node<Log, A>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = node::rank;
+  using Ea = evaluator<A>;
+  static constexpr bool may_need_grad = Ea::may_need_grad;
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ea a;
+  shape_t<rank> shp;
+  view_ev<T, rank> out;
+  explicit evaluator(node const& n) : a(n.a), shp(a.shape()) {}
+  shape_t<rank> const& shape() const { return shp; }
+  std::size_t cols() const { return shp[rank - 1]; }
+  std::size_t rows() const { return cols() ? shape_size(shp) / cols() : 0; }
+
+  void forward(eval_context& ctx, void const*) {
+    auto xv = value_of(ctx, a);
+    T* o = ctx.alloc<T>(shape_size(shp));
+    std::size_t const n = cols();
+    using V = simd_t<T>;
+    constexpr std::size_t W = lanes_v<V>;
+    parallel_range(rows(), std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
+                   [&](std::size_t b, std::size_t e) {
+      for (std::size_t r = b; r < e; ++r) {
+        T const* x = xv.ptr + r * n;
+        T* y = o + r * n;
+        T mx, logs;
+        row_stats(x, n, mx, logs);
+        V vm = splat<V>(mx), vl = splat<V>(logs);
+        std::size_t c = 0;
+        for (; c + W <= n; c += W) {
+          V t = (load<V>(x + c) - vm) - vl;
+          store<V>(y + c, Log ? t : m::exp(t));
+        }
+        if (c < n) {
+          V t = (load_tail<V>(x + c, n - c, T(0)) - vm) - vl;
+          store_tail<V>(y + c, n - c, Log ? t : m::exp(t));
+        }
+      }
+    });
+    out = view_ev<T, rank>(o, shp);
+  }
+  view_ev<T, rank> const& buffer() const { return out; }
+  template <class F> void visit_top(F&&) {}
+  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
+  bool flat_ok() const { return out.flat_ok(); }
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+    return out.template load_row<V, RB>(idx, c);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
+
+  // log_softmax: dx = g - softmax * sum(g);  softmax: dx = y * (g - sum(g * y))
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      if (!a.needs_grad(ctx)) return;
+      auto gv = grad_value<T>(ctx, g, shp);
+      T* d = ctx.alloc<T>(shape_size(shp));
+      std::size_t const n = cols();
+      parallel_range(rows(), std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
+                     [&](std::size_t b, std::size_t e) {
+        for (std::size_t r = b; r < e; ++r) {
+          T const* y = out.ptr + r * n;
+          T const* gr = gv.ptr + r * n;
+          T* dr = d + r * n;
+          T s = 0;
+          for (std::size_t c = 0; c < n; ++c) s += Log ? gr[c] : gr[c] * y[c];
+          for (std::size_t c = 0; c < n; ++c) dr[c] = Log ? gr[c] - std::exp(y[c]) * s : y[c] * (gr[c] - s);
+        }
+      });
+      anomaly_check<node>(d, shape_size(shp), "backward");
+      view_ev<T, rank> dv(d, shp);
+      a.backward(ctx, dv);
+    }
+  }
+};
+
+template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backend> {
+  using node = softmax_xent_node<A, L>;
+  using T = typename node::value_type;
+  using value_type = T;
+  static constexpr std::size_t rank = 1;
+  static constexpr bool hard = node::hard;
+  using Ea = evaluator<A>;
+  using El = evaluator<L>;
+  using label_t = typename L::value_type;
+  static constexpr bool may_need_grad = Ea::may_need_grad || (!hard && El::may_need_grad);
+  static constexpr bool has_buffer = true;
+  static constexpr std::size_t top_gemms = 0;
+
+  Ea a;
+  El l;
+  shape_t<2> xs;
+  shape_t<1> shp;
+  view_ev<T, 2> xv;
+  T* stats = nullptr; // per row: max, log(sum(exp(x - max))), sum of target mass
+  view_ev<T, 1> out;
+  explicit evaluator(node const& n) : a(n.a), l(n.l), xs(a.shape()), shp{xs[0]} {
+    auto ls = l.shape();
+    if (ls[0] != xs[0] || (!hard && ls[hard ? 0 : 1] != xs[1]))
+      throw shape_error("cross_entropy: logits " + to_string(xs) + " and targets " + to_string(ls) +
+                        " do not match");
+  }
+  shape_t<1> const& shape() const { return shp; }
+
+  void forward(eval_context& ctx, void const*) {
+    xv = value_of(ctx, a);
+    auto lv = value_of(ctx, l);
+    std::size_t const B = xs[0], C = xs[1];
+    if constexpr (hard) {
+      for (std::size_t r = 0; r < B; ++r) {
+        auto y = lv.ptr[r];
+        if (y < 0 || static_cast<std::size_t>(y) >= C)
+          throw value_error("cross_entropy: label " + std::to_string(y) + " of sample " + std::to_string(r) +
+                            " is outside [0, " + std::to_string(C) + ")");
+      }
+    }
+    m_labels = lv.ptr;
+    stats = ctx.alloc<T>(3 * B);
+    T* o = ctx.alloc<T>(B);
+    parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)),
+                   [&](std::size_t b, std::size_t e) {
+      for (std::size_t r = b; r < e; ++r) {
+        T const* x = xv.ptr + r * C;
+        T mx, logs;
+        row_stats(x, C, mx, logs);
+        stats[3 * r] = mx;
+        stats[3 * r + 1] = logs;
+        if constexpr (hard) {
+          // (max - x_y) + log(sum): no cancellation between large numbers.
+          o[r] = (mx - x[static_cast<std::size_t>(m_labels[r])]) + logs;
+          stats[3 * r + 2] = T(1);
+        } else {
+          T const* p = m_labels + r * C;
+          T loss = 0, mass = 0;
+          for (std::size_t c = 0; c < C; ++c) {
+            loss += p[c] * ((mx - x[c]) + logs);
+            mass += p[c];
+          }
+          o[r] = loss;
+          stats[3 * r + 2] = mass;
+        }
+      }
+    });
+    if constexpr (hard) {
+      if (ctx.correct)
+        for (std::size_t r = 0; r < B; ++r)
+          *ctx.correct += xv.ptr[r * C + static_cast<std::size_t>(m_labels[r])] >= stats[3 * r] ? 1 : 0;
+    }
+    out = view_ev<T, 1>(o, shp);
+  }
+  view_ev<T, 1> const& buffer() const { return out; }
+  template <class F> void visit_top(F&&) {}
+  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
+  bool flat_ok() const { return out.flat_ok(); }
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+    return out.template load_row<V, RB>(idx, c);
+  }
+  bool reads(void const* p, void const* e) const { return a.reads(p, e) || l.reads(p, e); }
+  bool needs_grad(eval_context const& ctx) const {
+    if constexpr (hard)
+      return a.needs_grad(ctx);
+    else
+      return a.needs_grad(ctx) || l.needs_grad(ctx);
+  }
+
+  // d/dx = g_b (softmax * mass - p), with p the one-hot label or the target row.
+  template <class G> void backward(eval_context& ctx, G& g) {
+    if constexpr (may_need_grad) {
+      std::size_t const B = xs[0], C = xs[1];
+      auto gv = grad_value<T>(ctx, g, shp);
+      if (a.needs_grad(ctx)) {
+        T* d = ctx.alloc<T>(B * C);
+        using V = simd_t<T>;
+        constexpr std::size_t W = lanes_v<V>;
+        parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)),
+                       [&](std::size_t b, std::size_t e) {
+          for (std::size_t r = b; r < e; ++r) {
+            T const* x = xv.ptr + r * C;
+            T* dr = d + r * C;
+            T const gr = gv.ptr[r] * stats[3 * r + 2];
+            V vm = splat<V>(stats[3 * r]), vl = splat<V>(stats[3 * r + 1]), vg = splat<V>(gr);
+            std::size_t c = 0;
+            for (; c + W <= C; c += W) store<V>(dr + c, vg * m::exp((load<V>(x + c) - vm) - vl));
+            if (c < C)
+              store_tail<V>(dr + c, C - c, vg * m::exp((load_tail<V>(x + c, C - c, T(0)) - vm) - vl));
+            if constexpr (hard)
+              dr[static_cast<std::size_t>(m_labels[r])] -= gv.ptr[r];
+            else
+              for (std::size_t k = 0; k < C; ++k) dr[k] -= gv.ptr[r] * m_labels[r * C + k];
+          }
+        });
+        anomaly_check<node>(d, B * C, "backward");
+        view_ev<T, 2> dv(d, xs);
+        a.backward(ctx, dv);
+      }
+      if constexpr (!hard && El::may_need_grad) {
+        if (l.needs_grad(ctx)) { // d/dp = -g_b * log_softmax(x)
+          T* d = ctx.alloc<T>(B * C);
+          for (std::size_t r = 0; r < B; ++r)
+            for (std::size_t c = 0; c < C; ++c)
+              d[r * C + c] = -gv.ptr[r] * ((xv.ptr[r * C + c] - stats[3 * r]) - stats[3 * r + 1]);
+          view_ev<T, 2> dv(d, xs);
+          l.backward(ctx, dv);
+        }
+      }
+    }
+  }
+
+private:
+  label_t const* m_labels = nullptr;
+};
+
+} // namespace lepton::detail
