@@ -24,6 +24,8 @@ import sys
 # Public functions in expr/ that are not ops, each with the reason.
 NOT_OPS = {
     "constant": "a leaf: wraps a tensor so that it receives no gradient (expr/node.hpp)",
+    "eval": "an entry point: evaluates an expression into a new tensor (expr/evaluate.hpp)",
+    "value": "an entry point: evaluates a rank-0 expression to a scalar (expr/evaluate.hpp)",
 }
 BEGIN, END = "<!-- op-table:begin -->", "<!-- op-table:end -->"
 

@@ -64,10 +64,10 @@ template <bool D> struct elementwise_desc : desc_base<op_family::elementwise, D>
   static constexpr std::string_view header = "lepton/expr/elementwise.hpp";
 };
 template <bool D> struct unary_desc : elementwise_desc<D> {
-  static constexpr std::string_view node = "unary_node";
+  static constexpr std::string_view node = "map_node";
 };
 template <bool D> struct binary_desc : elementwise_desc<D> {
-  static constexpr std::string_view node = "binary_node";
+  static constexpr std::string_view node = "map_node";
 };
 struct reduction_desc : desc_base<op_family::reduction, true> {
   static constexpr std::string_view header = "lepton/expr/reduce.hpp";
@@ -282,7 +282,8 @@ struct greater_equal : detail::binary_desc<false> {
 /// @brief `where(c, a, b)`.
 struct where : detail::elementwise_desc<true> {
   static constexpr std::string_view name = "where";
-  static constexpr std::string_view node = "where_node";
+  static constexpr std::string_view node = "map_node";
+  template <class T> using functor = op::where;
   static constexpr std::string_view summary = "a where c != 0, else b (broadcasting); no gradient into c";
 };
 /// @brief `stop_gradient(x)`.
