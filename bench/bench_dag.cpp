@@ -8,6 +8,8 @@
 //   doubles the work per block. With a constant input (the data), block 1 needs no input gradient
 //   (2 GEMMs) while every later block runs 3, so N = 5 is at least 14/2 = 7x N = 1; the same
 //   stacks on an input that needs its gradient (a param) run exactly 3N GEMMs (N = 5: 5x).
+// - The constant-input stacks again with each block marked lp::share(...): the residual stream is
+//   materialised once per block instead of being recomputed by every fused loop that reads it.
 // - h = matmul(x, w) (256 x 256 x 256): backward(sum(h + relu(h))) against backward(sum(h)); a DAG
 //   evaluates h once and sums its two incoming gradients before one pass through the matmul's
 //   backward (ratio near 1); a tree runs the GEMM and its backward twice (ratio near 2).
@@ -39,13 +41,20 @@ namespace {
 
 constexpr std::size_t width = 256, batch = 256;
 
-struct block {
+/// Shared: the block's output is marked lp::share, so the residual stream is materialised once per
+/// block (otherwise its elementwise part is recomputed in every fused loop that reads it).
+template <bool Shared> struct block {
   lp::nn::linear<width, width> fc;
-  auto operator()(auto const& x) const { return lp::relu(fc(x)) + x; }
+  auto operator()(auto const& x) const {
+    if constexpr (Shared)
+      return lp::share(lp::relu(fc(x)) + x);
+    else
+      return lp::relu(fc(x)) + x;
+  }
 };
 
-template <std::size_t N> struct stack {
-  std::array<block, N> blocks;
+template <std::size_t N, bool Shared = false> struct stack {
+  std::array<block<Shared>, N> blocks;
   template <std::size_t I = 0, class X> auto apply(X const& x) const {
     if constexpr (I == N)
       return lp::detail::as_expr(x);
@@ -73,8 +82,8 @@ void fill(lp::tensor<float, lp::dyn, width>& x, unsigned seed) {
   for (auto& v : x.flat()) v = u(rng);
 }
 
-template <std::size_t N, class X> double residual_seconds(int reps, X const& x) {
-  stack<N> model;
+template <std::size_t N, bool Shared, class X> double residual_seconds(int reps, X const& x) {
+  stack<N, Shared> model;
   lp::nn::init(model, lp::init::kaiming_uniform{}, 7);
   volatile float sink = 0;
   double s = fastest(reps, [&] { sink = lp::backward(lp::sum(model(x))); });
@@ -82,9 +91,9 @@ template <std::size_t N, class X> double residual_seconds(int reps, X const& x) 
   return s;
 }
 
-template <class X, std::size_t... I>
+template <bool Shared, class X, std::size_t... I>
 void residual_all(int reps, X const& x, double* out, std::index_sequence<I...>) {
-  ((out[I] = residual_seconds<I + 1>(reps, x)), ...);
+  ((out[I] = residual_seconds<I + 1, Shared>(reps, x)), ...);
 }
 
 } // namespace
@@ -109,7 +118,7 @@ int main(int argc, char** argv) {
 
   constexpr std::size_t max_n = LEPTON_DAG_MAX_BLOCKS;
   double res[max_n];
-  residual_all(reps, x, res, std::make_index_sequence<max_n>{});
+  residual_all<false>(reps, x, res, std::make_index_sequence<max_n>{});
   for (std::size_t n = 0; n < max_n; ++n)
     std::printf("residual N=%zu: %.3f ms (%.2fx N=1)\n", n + 1, res[n] * 1e3, res[n] / res[0]);
   // The same stacks on an input that needs its gradient (a stack inside a larger network): then
@@ -117,10 +126,16 @@ int main(int argc, char** argv) {
   lp::param<float, batch, width> xp;
   std::copy_n(x.data(), x.size(), xp.value.data());
   double res_in[max_n];
-  residual_all(reps, xp, res_in, std::make_index_sequence<max_n>{});
+  residual_all<false>(reps, xp, res_in, std::make_index_sequence<max_n>{});
   for (std::size_t n = 0; n < max_n; ++n)
     std::printf("residual, input gradient, N=%zu: %.3f ms (%.2fx N=1)\n", n + 1, res_in[n] * 1e3,
                 res_in[n] / res_in[0]);
+  // The constant-input stacks with each block's output marked lp::share.
+  double res_sh[max_n];
+  residual_all<true>(reps, x, res_sh, std::make_index_sequence<max_n>{});
+  for (std::size_t n = 0; n < max_n; ++n)
+    std::printf("residual, shared blocks, N=%zu: %.3f ms (%.2fx N=1)\n", n + 1, res_sh[n] * 1e3,
+                res_sh[n] / res_sh[0]);
 
   lp::param<float, width, width> w;
   {
@@ -146,7 +161,10 @@ int main(int argc, char** argv) {
   std::printf("], \"residual_input_grad_ms\": [");
   for (std::size_t n = 0; n < max_n; ++n) std::printf("%s%.4f", n ? ", " : "", res_in[n] * 1e3);
   std::size_t const five = std::min<std::size_t>(max_n, 5) - 1;
-  std::printf("], \"residual_ratio_5_vs_1\": %.3f, \"residual_input_grad_ratio_5_vs_1\": %.3f, "
+  std::printf("], \"residual_shared_ms\": [");
+  for (std::size_t n = 0; n < max_n; ++n) std::printf("%s%.4f", n ? ", " : "", res_sh[n] * 1e3);
+  std::printf("], \"residual_shared_ratio_5_vs_1\": %.3f", res_sh[five] / res_sh[0]);
+  std::printf(", \"residual_ratio_5_vs_1\": %.3f, \"residual_input_grad_ratio_5_vs_1\": %.3f, "
               "\"h_plus_relu_h_vs_h\": %.3f}\n",
               res[five] / res[0], res_in[five] / res_in[0], twice / plain);
 }

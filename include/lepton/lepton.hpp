@@ -25,6 +25,7 @@
 #include "expr/nn_ops.hpp"
 #include "expr/reduce.hpp"
 #include "expr/shape_ops.hpp"
+#include "expr/share.hpp"
 
 #include "autodiff/grad.hpp"
 #include "autodiff/gradcheck.hpp"

@@ -7,6 +7,7 @@
 #include <support/util.hpp>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 
 namespace lp = lepton;
@@ -173,5 +174,85 @@ TEST_CASE("dag: a reused lvalue expression (h = relu(fc1(x)), then fc2(h) + h) i
     auto [gw] = lp::grad(h(), w);
     auto [gw1] = lp::grad(lp::sum(lp::matmul(x, w)), w);
     for (std::size_t i = 0; i < gw.size(); ++i) CHECK(gw.data()[i] == Approx(gw1.data()[i]).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("dag: share(e) computes an elementwise value once and sums its gradients once", "[autodiff][dag]") {
+  for (int seed = 0; seed < dag_seeds; ++seed) {
+    std::size_t const rows = 1 + std::size_t(seed % 4), cols = 2 + std::size_t(seed % 5);
+    dag_mat x({rows, cols}), wt({rows, cols});
+    lepton_test::fill_uniform(x, -1, 1, seed);
+    lepton_test::fill_uniform(wt, -1, 1, seed + 300);
+    // A chain where each step reads the previous shared value twice: 2^8 copies of the first
+    // value in the expression tree; shared, each of the 8 values is computed once.
+    auto chain = [&] {
+      auto h1 = lp::share(lp::tanh(x));
+      auto h2 = lp::share(h1 * 0.5 + lp::sigmoid(h1));
+      auto h3 = lp::share(h2 * 0.5 + lp::sigmoid(h2));
+      auto h4 = lp::share(h3 * 0.5 + lp::sigmoid(h3));
+      auto h5 = lp::share(h4 * 0.5 + lp::sigmoid(h4));
+      auto h6 = lp::share(h5 * 0.5 + lp::sigmoid(h5));
+      auto h7 = lp::share(h6 * 0.5 + lp::sigmoid(h6));
+      auto h8 = lp::share(h7 * 0.5 + lp::sigmoid(h7));
+      return lp::sum(h8 * wt);
+    };
+    expect_dag_gradcheck("share chain", seed, chain, x);
+    // float64 reference of the forward value, computed independently
+    double ref = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      double h = std::tanh(x.data()[i]);
+      for (int k = 0; k < 7; ++k) h = h * 0.5 + 1 / (1 + std::exp(-h));
+      ref += h * wt.data()[i];
+    }
+    REQUIRE(lp::value(chain()) == Approx(ref).epsilon(1e-12));
+    auto const d = count_dag([&] { (void)lp::grad(chain(), x); });
+    CHECK(d.computed == 8);      // each shared value once
+    CHECK(d.reused == 7);        // the second read of each of h1..h7
+    CHECK(d.backward_runs == 8); // each shared value's rule once, with its summed gradient
+  }
+}
+
+TEST_CASE("dag: share of a softmax, a reduction, a transpose or a convolution is computed once",
+          "[autodiff][dag]") {
+  for (int seed = 0; seed < dag_seeds; ++seed) {
+    std::size_t const rows = 1 + std::size_t(seed % 4), cols = 2 + std::size_t(seed % 5);
+    dag_mat x({rows, cols}), wt({rows, cols}), wc({cols, rows});
+    lepton_test::fill_uniform(x, -1, 1, seed);
+    lepton_test::fill_uniform(wt, -1, 1, seed + 400);
+    lepton_test::fill_uniform(wc, -1, 1, seed + 500);
+    // Two copies of each marked value (built twice: equal leaves, so equal identities).
+    auto f = [&] {
+      auto s1 = lp::share(lp::softmax(x * 2.0));
+      auto s2 = lp::share(lp::softmax(x * 2.0));
+      auto m1 = lp::share(lp::sum(lp::square(x), lp::axis<1>, lp::keepdims));
+      auto m2 = lp::share(lp::sum(lp::square(x), lp::axis<1>, lp::keepdims));
+      auto t1 = lp::share(lp::transpose(lp::tanh(x)));
+      auto t2 = lp::share(lp::transpose(lp::tanh(x)));
+      return lp::sum((s1 * s2 + m1 * x - m2) * wt) + lp::sum(t1 * t2 * wc);
+    };
+    expect_dag_gradcheck("shared softmax, sum, transpose", seed, f, x);
+    auto const d = count_dag([&] { (void)lp::grad(f(), x); });
+    CHECK(d.computed == 3);
+    CHECK(d.reused == 3);
+    CHECK(d.backward_runs == 3);
+  }
+  // conv2d and pooling (NCHW): share(max_pool(conv(x, w))) read twice.
+  for (int seed = 0; seed < 5; ++seed) {
+    lp::tensor<double, 2, 2, 6, 6> x;
+    lp::tensor<double, 3, 2, 3, 3> w;
+    lp::tensor<double, 2, 3, 2, 2> wt;
+    lepton_test::fill_uniform(x, -1, 1, seed);
+    lepton_test::fill_uniform(w, -0.5, 0.5, seed + 1);
+    lepton_test::fill_uniform(wt, -1, 1, seed + 2);
+    auto f = [&] {
+      auto p = lp::share(lp::avg_pool2d<2>(lp::conv2d<1, 0>(x, w)));
+      auto q = lp::share(lp::avg_pool2d<2>(lp::conv2d<1, 0>(x, w)));
+      return lp::sum(lp::tanh(p) * q * wt);
+    };
+    expect_dag_gradcheck("shared conv + pool", seed, f, x, w);
+    auto const d = count_dag([&] { (void)lp::grad(f(), x, w); });
+    CHECK(d.computed == 1);
+    CHECK(d.reused == 1);
+    CHECK(d.backward_runs == 1);
   }
 }

@@ -606,6 +606,25 @@ template <> struct op_case<ops::reshape> {
     }
   }
 };
+template <> struct op_case<ops::share> {
+  static void run() {
+    for (int seed = 0; seed < n_seeds; ++seed) {
+      auto s = case_shape(seed);
+      mat x(s), w(s), wt(s);
+      lepton_test::fill_uniform(x, -2, 2, seed);
+      lepton_test::fill_uniform(w, -1, 1, seed + 1);
+      lepton_test::fill_uniform(wt, -1, 1, seed + 2);
+      // One shared value read three times (and through a second, equal share): all gradients summed.
+      require_gradcheck(
+          "share", seed,
+          [&] {
+        auto h = lp::share(lp::tanh(x) * w);
+        return lp::sum((h * h + lp::sigmoid(h) + lp::share(lp::tanh(x) * w)) * wt);
+          },
+          x, w);
+    }
+  }
+};
 template <> struct op_case<ops::flatten> {
   static void run() {
     for (int seed = 0; seed < n_seeds; ++seed) {

@@ -7,13 +7,15 @@
 /// Expressions are values: `auto h = relu(fc1(x)); auto y = fc2(h) + h;` stores two copies of `h`
 /// inside `y`, and a layer's `operator()(auto const& x)` that reads `x` twice does the same. Copies
 /// of one expression refer to the same tensors and parameters, so they compute the same value. An
-/// evaluation therefore gives each materialised product (today: matmul) an *identity*, an exact
+/// evaluation therefore gives each materialised product (matmul, and each lepton::share) an *identity*, an exact
 /// serialisation of what determines its value: the node types, the leaves' addresses and shapes,
 /// scalar constants and functor parameters, and, for an inner product, that product's own entry.
 /// Occurrences with equal identities share one `dag_entry`: the first to run its forward computes
 /// the value (the entry's *owner*), the others read it. A node whose identity this file cannot
 /// describe (it has no `lepton_identify`) is opaque: its products are never shared, which is the
-/// tree semantics of earlier lepton versions, slower but just as correct.
+/// tree semantics of earlier lepton versions, slower but just as correct. Today the opaque ones are
+/// batch_norm (training updates running statistics) and softmax cross-entropy (it counts correct
+/// predictions): both have side effects that merging copies would change.
 ///
 /// Backward: an occurrence's backward only adds its incoming gradient to the entry. After the
 /// recursive pass from the loss, `run_backward` visits the entries in the reverse order of their

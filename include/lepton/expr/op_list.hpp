@@ -36,7 +36,7 @@ template <class... Ts, class F> constexpr void for_each(type_list<Ts...>, F&& f)
 }
 
 /// @brief The families of the op table (docs/ops.md groups by them).
-enum class op_family { elementwise, reduction, linalg, nn, loss, shape, random, conv };
+enum class op_family { elementwise, reduction, linalg, nn, loss, shape, random, conv, graph };
 
 /// @brief The family's name as the op table prints it.
 constexpr std::string_view family_name(op_family f) {
@@ -49,6 +49,7 @@ constexpr std::string_view family_name(op_family f) {
   case op_family::shape: return "shape";
   case op_family::random: return "random";
   case op_family::conv: return "conv";
+  case op_family::graph: return "graph";
   }
   return "?";
 }
@@ -387,6 +388,14 @@ struct loss_huber : detail::nn_desc<op_family::loss, true> {
 
 // ---------------------------------------------------------------------------- shape
 
+/// @brief `share(x)`.
+struct share : detail::desc_base<op_family::graph, true> {
+  static constexpr std::string_view name = "share";
+  static constexpr std::string_view header = "lepton/expr/share.hpp";
+  static constexpr std::string_view node = "share_node";
+  static constexpr std::string_view summary = "x computed once per evaluation, gradients of all uses summed";
+};
+
 /// @brief `reshape<Dims...>(x)`.
 struct reshape : detail::desc_base<op_family::shape, true> {
   static constexpr std::string_view name = "reshape";
@@ -455,7 +464,7 @@ using all = type_list<neg, abs, exp, log, log1p, sqrt, rsqrt, square, tanh, sigm
                       equal, not_equal, less, less_equal, greater, greater_equal, where, stop_gradient, sum,
                       mean, max, logsumexp, argmax, matmul, transpose, softmax, log_softmax,
                       loss_cross_entropy, loss_bce_with_logits, loss_mse, loss_l1, loss_huber, reshape,
-                      flatten, dropout, conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, batch_norm>;
+                      flatten, share, dropout, conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, batch_norm>;
 
 /// @brief The number of ops in `all`.
 inline constexpr std::size_t count = all::size;

@@ -467,6 +467,14 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend> : buffered_output<t
   shape_t<4> const& shape() const { return shp; }
   void set_output(T* p) { preset = p; }
 
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(x, id, ctx);
+    identify(w, id, ctx);
+    if constexpr (has_bias) identify(bias_ev, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) {
     xv = value_of(ctx, x);
     wv = value_of(ctx, w);
@@ -748,6 +756,12 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend> : buffered_output<t
   explicit evaluator(node const& n) : a(n.a), shp(n.shape()), in(a.shape()) {}
   shape_t<4> const& shape() const { return shp; }
 
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) {
     T* o = ctx.alloc<T>(shape_size(shp));
     // The index of each window's maximum, for the backward pass (always kept: a lazily read input
@@ -892,6 +906,12 @@ template <class A> struct evaluator<global_avg_pool_node<A>, cpu_backend>
   explicit evaluator(node const& n) : a(n.a), shp(n.shape()), in(a.shape()) {}
   shape_t<2> const& shape() const { return shp; }
 
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) {
     T* o = ctx.alloc<T>(shape_size(shp));
     if constexpr (!Ea::has_buffer) { // an elementwise input is summed as it is computed (one pass)

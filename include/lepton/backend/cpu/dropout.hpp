@@ -35,6 +35,14 @@ template <class A> struct evaluator<dropout_node<A>, cpu_backend> {
     return t >= 4294967295.0 ? 4294967295u : static_cast<std::uint32_t>(t);
   }
   shape_t<rank> const& shape() const { return shp; }
+  /// Its identity (eval/dag.hpp): the mask is a function of (seed, p, index), so copies with the same
+  /// seed and probability are equal values.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    id.push(seed);
+    id.push(threshold);
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const* defer) { a.forward(ctx, defer); }
   template <class F> void visit_top(F&& f) { a.visit_top(f); }
   template <std::size_t RB> void bind(shape_t<RB> const& s) {

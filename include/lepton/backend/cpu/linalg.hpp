@@ -248,6 +248,12 @@ template <class A> struct evaluator<transpose_node<A>, cpu_backend> {
         for (std::size_t i = i0; i < std::min(rows, i0 + bs); ++i)
           for (std::size_t j = j0; j < std::min(cols, j0 + bs); ++j) dst[j * rows + i] = src[i * cols + j];
   }
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) {
     auto v = value_of(ctx, a);
     T* o = ctx.alloc<T>(shape_size(shp));

@@ -64,6 +64,12 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
   std::size_t cols() const { return shp[rank - 1]; }
   std::size_t rows() const { return cols() ? shape_size(shp) / cols() : 0; }
 
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) {
     auto xv = value_of(ctx, a);
     T* o = ctx.alloc<T>(shape_size(shp));
@@ -158,6 +164,8 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
   }
   shape_t<1> const& shape() const { return shp; }
 
+  // No lepton_identify: the loss also counts correct predictions (ctx.correct) as a side effect, so
+  // copies are not merged (each is computed; a product or share reading it is not shared).
   void forward(eval_context& ctx, void const*) {
     xv = value_of(ctx, a);
     auto lv = value_of(ctx, l);

@@ -103,6 +103,12 @@ struct evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend> {
   }
   std::size_t count() const { return shape_size(cs) / std::max<std::size_t>(1, shape_size(shp)); }
 
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) {
     a.forward(ctx, nullptr);
     a.bind(cs);

@@ -24,6 +24,12 @@ template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...
   view_ev<T, rank> out;
   explicit evaluator(node const& n) : a(n.a), shp(reshaped<Dims...>(a.shape())) {}
   shape_t<rank> const& shape() const { return shp; }
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
+  /// (or a product reading it) is shared between equal copies.
+  void lepton_identify(identity& id, eval_context& ctx) {
+    id.push(type_word<node>());
+    identify(a, id, ctx);
+  }
   void forward(eval_context& ctx, void const*) { out = view_ev<T, rank>(value_of(ctx, a).ptr, shp); }
   view_ev<T, rank> const& buffer() const { return out; }
   template <class F> void visit_top(F&&) {}
