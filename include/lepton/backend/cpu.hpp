@@ -13,5 +13,5 @@
 #include "cpu/nn_ops.hpp"
 #include "cpu/reduce.hpp"
 #include "cpu/run.hpp"
-#include "cpu/share.hpp"
 #include "cpu/shape_ops.hpp"
+#include "cpu/share.hpp"
