@@ -86,9 +86,10 @@ TEST_CASE("dag: a diamond h -> (h, relu(h)) matches finite differences, h comput
     auto h = lp::matmul(x, w);
     (void)lp::grad(lp::sum(h + lp::relu(h) * h), x, w);
   });
-  CHECK(d.computed == 1);      // one GEMM for the three uses
-  CHECK(d.reused == 2);        // the other two read it
-  CHECK(d.backward_runs == 1); // and one backward rule with the summed gradient
+  // Two steps (eval/dag.hpp): the product and the sum.
+  CHECK(d.computed == 2);      // one GEMM for the three uses of h, and the sum
+  CHECK(d.reused == 2);        // the other two uses of h read it
+  CHECK(d.backward_runs == 2); // one backward rule each, h's with the summed gradient
 }
 
 TEST_CASE("dag: a tied-weight model matches finite differences", "[autodiff][dag]") {
@@ -118,17 +119,17 @@ TEST_CASE("dag: a residual stack matches finite differences, and each block's pr
                          m.blocks[2].fc.weight, x);
   }
   // A training step of 5 blocks: res_block k's product occurs 2^(5-k) times in the tree (31 in all);
-  // exactly 5 GEMMs run forward and 5 backward rules run. (Occurrences inside a reused product's
-  // operands are never visited by forward, so fewer than 26 occurrences count as reused.)
+  // exactly 5 GEMMs and the sum run forward, and 6 backward rules run. (Occurrences inside a reused
+  // product's operands are never visited by forward, so fewer than 26 occurrences count as reused.)
   residual_stack<5, 8> m;
   init_dag_model(m, 9);
   lp::tensor<double, lp::dyn, 8> x(3);
   lepton_test::fill_uniform(x, -1, 1, 10);
   auto d = count_dag([&] { (void)lp::backward(lp::sum(m(x))); });
-  CHECK(d.computed == 5);
+  CHECK(d.computed == 5 + 1);
   CHECK(d.reused > 0);
   CHECK(d.reused < 31 - 5);
-  CHECK(d.backward_runs == 5);
+  CHECK(d.backward_runs == 5 + 1);
 }
 
 TEST_CASE("dag: a reused lvalue expression (h = relu(fc1(x)), then fc2(h) + h) is evaluated once",
@@ -147,22 +148,23 @@ TEST_CASE("dag: a reused lvalue expression (h = relu(fc1(x)), then fc2(h) + h) i
     lepton_test::fill_uniform(x, -1, 1, std::uint64_t(seed) + 20);
     expect_dag_gradcheck("reused lvalue", seed, f, fc1.weight, fc1.bias, fc2.weight, x);
   }
-  // y * y reads y twice: fc1's product has 4 uses, fc2's 2. A training step computes each once.
+  // y * y reads y twice: fc1's product has 4 uses, fc2's 2. A training step computes each once,
+  // and the sum.
   auto d = count_dag([&] { (void)lp::backward(f()); });
-  CHECK(d.computed == 2);
+  CHECK(d.computed == 2 + 1);
   CHECK(d.reused == 3); // (forward visits 5 of the 6 uses: the rest lie inside a reused product)
-  CHECK(d.backward_runs == 2);
+  CHECK(d.backward_runs == 2 + 1);
   // Inference writes relu(x w1 + b1) over fc1's product in place (no buffer is kept for a
   // backward), so the residual's use computes that product once more: 3 GEMMs for 2 products.
   auto di = count_dag([&] { (void)lp::value(f()); });
-  CHECK(di.computed == 3);
+  CHECK(di.computed == 3 + 1);
 
   SECTION("equal-looking products of different tensors are not shared") {
     lp::tensor<double, lp::dyn, 5> x2(4);
     lepton_test::fill_uniform(x2, -1, 1, 99);
     auto g = [&] { return lp::sum(fc1(x) + fc1(x2)); };
     auto d2 = count_dag([&] { (void)lp::value(g()); });
-    CHECK(d2.computed == 2);
+    CHECK(d2.computed == 2 + 1); // two products and the sum
     CHECK(d2.reused == 0);
     double const want = lp::value(lp::sum(fc1(x))) + lp::value(lp::sum(fc1(x2)));
     CHECK(lp::value(g()) == Approx(want).epsilon(1e-12));
@@ -206,9 +208,9 @@ TEST_CASE("dag: share(e) computes an elementwise value once and sums its gradien
     }
     REQUIRE(lp::value(chain()) == Approx(ref).epsilon(1e-12));
     auto const d = count_dag([&] { (void)lp::grad(chain(), x); });
-    CHECK(d.computed == 8);      // each shared value once
-    CHECK(d.reused == 7);        // the second read of each of h1..h7
-    CHECK(d.backward_runs == 8); // each shared value's rule once, with its summed gradient
+    CHECK(d.computed == 8 + 1);      // each shared value once, and the sum
+    CHECK(d.reused == 7);            // the second read of each of h1..h7
+    CHECK(d.backward_runs == 8 + 1); // each step's rule once, with its summed gradient
   }
 }
 
@@ -231,10 +233,12 @@ TEST_CASE("dag: share of a softmax, a reduction, a transpose or a convolution is
       return lp::sum((s1 * s2 + m1 * x - m2) * wt) + lp::sum(t1 * t2 * wc);
     };
     expect_dag_gradcheck("shared softmax, sum, transpose", seed, f, x);
+    // Steps: each share and the softmax, reduction or transpose inside it (the second copy of a
+    // pair is one reused share: its operand is never forwarded), and the two outer sums.
     auto const d = count_dag([&] { (void)lp::grad(f(), x); });
-    CHECK(d.computed == 3);
+    CHECK(d.computed == 3 * 2 + 2);
     CHECK(d.reused == 3);
-    CHECK(d.backward_runs == 3);
+    CHECK(d.backward_runs == 3 * 2 + 2);
   }
   // conv2d and pooling (NCHW): share(max_pool(conv(x, w))) read twice.
   for (int seed = 0; seed < 5; ++seed) {
@@ -250,9 +254,65 @@ TEST_CASE("dag: share of a softmax, a reduction, a transpose or a convolution is
       return lp::sum(lp::tanh(p) * q * wt);
     };
     expect_dag_gradcheck("shared conv + pool", seed, f, x, w);
+    // Steps: the convolution, the pooling, the share (q reuses it) and the sum.
     auto const d = count_dag([&] { (void)lp::grad(f(), x, w); });
-    CHECK(d.computed == 1);
+    CHECK(d.computed == 4);
     CHECK(d.reused == 1);
-    CHECK(d.backward_runs == 1);
+    CHECK(d.backward_runs == 4);
   }
+}
+
+namespace {
+/// D layers tanh(fc_k(h)) without reuse: a plain chain, to measure workspace against depth.
+template <std::size_t D, std::size_t W> struct tanh_chain {
+  std::array<lp::nn::linear<W, W, double>, D> layers;
+  template <std::size_t I = 0, class X> auto apply(X const& x) const {
+    if constexpr (I == D)
+      return lp::detail::as_expr(x);
+    else
+      return apply<I + 1>(lp::tanh(layers[I](x)));
+  }
+  auto operator()(auto const& x) const { return apply(x); }
+};
+
+struct workspace {
+  std::size_t arena_peak, pool_peak;
+};
+/// Peak arena bytes above the level at the call, and peak pooled bytes, of one training step.
+template <std::size_t D> workspace step_workspace(std::size_t batch) {
+  constexpr std::size_t W = 32;
+  tanh_chain<D, W> m;
+  init_dag_model(m, 5);
+  lp::tensor<double, lp::dyn, W> x(batch);
+  lepton_test::fill_uniform(x, -1, 1, 6);
+  auto& mem = lp::detail::thread_arena();
+  auto& pool = lp::detail::thread_buffer_pool();
+  (void)lp::backward(lp::sum(m(x))); // warm-up: the arena and the pool reach their sizes
+  std::size_t const base = mem.used();
+  mem.reset_high_water();
+  pool.reset_peak();
+  std::size_t const pool_base = pool.in_use();
+  (void)lp::backward(lp::sum(m(x)));
+  return {mem.high_water() - base, pool.peak() - pool_base};
+}
+} // namespace
+
+TEST_CASE("dag: backward workspace grows with depth only by the saved values", "[autodiff][dag]") {
+  // Per layer, forward saves the product x w (batch x 32) and the tanh group materialised as the
+  // next product's operand: 2 buffers of batch x 32 doubles. Backward needs, beyond them, the
+  // gradients alive at one time (a step's summed gradient and the one its rule produces) and one
+  // rule's temporaries, whatever the depth: dead gradient buffers are reused (eval/dag.hpp,
+  // Workspace). Without that, each layer added its summed gradient and its rule's temporaries too.
+  std::size_t const batch = 64;
+  std::size_t const value = batch * 32 * sizeof(double);
+  auto const w4 = step_workspace<4>(batch);
+  auto const w16 = step_workspace<16>(batch);
+  double const per_layer = double(w16.arena_peak - w4.arena_peak) / 12.0;
+  INFO("arena peak 4 layers " << w4.arena_peak << " B, 16 layers " << w16.arena_peak << " B; per layer "
+                              << per_layer << " B (one value " << value << " B); pool peaks " << w4.pool_peak
+                              << " / " << w16.pool_peak << " B");
+  CHECK(per_layer >= 2.0 * value);        // the saved values are kept
+  CHECK(per_layer <= 2.0 * value + 2048); // and nothing else grows (identities, entry tables)
+  CHECK(w16.pool_peak == w4.pool_peak);   // live gradients do not depend on depth
+  CHECK(w4.pool_peak <= 3 * value);       // two gradients of a layer, and the loss's
 }

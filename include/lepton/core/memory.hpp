@@ -50,6 +50,7 @@ public:
       if (m_offset + bytes <= b.size) {
         void* p = b.data + m_offset;
         m_offset += bytes;
+        note_use();
         return p;
       }
       ++m_block;
@@ -60,6 +61,7 @@ public:
     m_blocks.push_back({static_cast<std::byte*>(aligned_alloc_bytes(size)), size});
     m_block = m_blocks.size() - 1;
     m_offset = bytes;
+    note_use();
     return m_blocks.back().data;
   }
 
@@ -93,7 +95,18 @@ public:
     return t;
   }
 
+  /// Bytes in use now: the blocks below the current one (whole) plus the current offset.
+  std::size_t used() const noexcept {
+    std::size_t t = m_offset;
+    for (std::size_t i = 0; i < m_block && i < m_blocks.size(); ++i) t += m_blocks[i].size;
+    return t;
+  }
+  /// The largest used() since the last reset_high_water() (for tests of workspace planning).
+  std::size_t high_water() const noexcept { return m_high; }
+  void reset_high_water() noexcept { m_high = used(); }
+
 private:
+  void note_use() noexcept { m_high = std::max(m_high, used()); }
   struct block {
     std::byte* data;
     std::size_t size;
@@ -101,6 +114,7 @@ private:
   std::vector<block> m_blocks;
   std::size_t m_block = 0;
   std::size_t m_offset = 0;
+  std::size_t m_high = 0; // high-water mark of used()
 };
 
 /// RAII: releases the arena to the mark taken at construction.
@@ -115,6 +129,72 @@ private:
   arena& m_arena;
   arena::mark m_mark;
 };
+
+/// Buffers that live longer than a stack discipline allows: the gradients summed at an evaluation's
+/// DAG entries (eval/dag.hpp) are acquired when the first contribution arrives and released when
+/// the entry's backward rule has consumed them, in an order unrelated to their allocation. A
+/// released buffer is handed to the next request it fits (the smallest free one that is large
+/// enough), so the live gradients of a backward pass, not all of them, bound its memory. Blocks are
+/// kept across evaluations: a repeated training step allocates nothing after the first. Not
+/// thread-safe: use one per thread.
+class buffer_pool {
+public:
+  buffer_pool() = default;
+  buffer_pool(buffer_pool const&) = delete;
+  buffer_pool& operator=(buffer_pool const&) = delete;
+  ~buffer_pool() {
+    for (auto& b : m_blocks) aligned_free_bytes(b.data);
+  }
+
+  /// A buffer of at least `bytes` bytes aligned to `buffer_alignment`, until release().
+  void* acquire(std::size_t bytes) {
+    bytes = round_up(bytes == 0 ? 1 : bytes, buffer_alignment);
+    std::size_t best = m_blocks.size();
+    for (std::size_t i = 0; i < m_blocks.size(); ++i)
+      if (!m_blocks[i].used && m_blocks[i].size >= bytes &&
+          (best == m_blocks.size() || m_blocks[i].size < m_blocks[best].size))
+        best = i;
+    if (best == m_blocks.size()) {
+      m_blocks.push_back({static_cast<std::byte*>(aligned_alloc_bytes(bytes)), bytes, false});
+      m_capacity += bytes;
+    }
+    m_blocks[best].used = true;
+    m_in_use += m_blocks[best].size;
+    m_peak = std::max(m_peak, m_in_use);
+    return m_blocks[best].data;
+  }
+  /// Hands back a buffer from acquire(); null is ignored.
+  void release(void const* p) noexcept {
+    if (!p) return;
+    for (auto& b : m_blocks)
+      if (b.data == p && b.used) {
+        b.used = false;
+        m_in_use -= b.size;
+        return;
+      }
+  }
+
+  std::size_t in_use() const noexcept { return m_in_use; }     ///< bytes acquired and not released
+  std::size_t capacity() const noexcept { return m_capacity; } ///< bytes reserved from the system
+  /// The largest in_use() since the last reset_peak() (for tests of workspace planning).
+  std::size_t peak() const noexcept { return m_peak; }
+  void reset_peak() noexcept { m_peak = m_in_use; }
+
+private:
+  struct block {
+    std::byte* data;
+    std::size_t size;
+    bool used;
+  };
+  std::vector<block> m_blocks;
+  std::size_t m_in_use = 0, m_capacity = 0, m_peak = 0;
+};
+
+/// The buffer pool used by evaluations on this thread.
+inline buffer_pool& thread_buffer_pool() {
+  thread_local buffer_pool p;
+  return p;
+}
 
 /// The arena used by evaluations on this thread.
 inline arena& thread_arena() {

@@ -21,9 +21,15 @@ struct grad_target {
 };
 
 struct eval_context {
-  explicit eval_context(arena& a) : mem(a), dag(a) {}
+  explicit eval_context(arena& a, buffer_pool& p = thread_buffer_pool()) : mem(a), pool(p), dag(a) {}
+  eval_context(eval_context const&) = delete;
+  eval_context& operator=(eval_context const&) = delete;
+  /// Hands back the summed gradients still held by DAG entries (a pass that threw midway).
+  ~eval_context() { dag.release_grads(pool); }
 
   arena& mem;
+  /// The summed gradients of DAG entries, released when their rule has run (dag.hpp).
+  buffer_pool& pool;
   /// The distinct materialised values of this evaluation and their summed gradients (dag.hpp).
   dag_table dag;
   /// Values will be read again by a backward pass: GEMM outputs are not overwritten in place by
@@ -57,6 +63,27 @@ struct eval_context {
 
   template <class T> T* alloc(std::size_t n) { return mem.allocate_n<T>(n); }
 };
+
+/// Each rule runs once with its summed gradient, which then returns to the pool; what the rule
+/// allocated in the arena is released when it returns (see dag.hpp, Workspace).
+inline void dag_table::run_backward(eval_context& ctx) {
+  for (std::size_t k = m_n_order; k-- > 0;) {
+    dag_entry& e = m_entries[m_order[k]];
+    if (!e.grad) continue;
+    void const* g = e.grad;
+    if (!e.run) { // a value nothing below needs a gradient for
+      e.grad = nullptr;
+      ctx.pool.release(g);
+      continue;
+    }
+    ++dag_stats().backward_runs;
+    arena::mark const m = ctx.mem.get_mark();
+    e.run(e.owner, ctx, g);
+    e.grad = nullptr; // a rule runs once, and nothing may add to it afterwards
+    ctx.pool.release(g);
+    ctx.mem.release(m);
+  }
+}
 
 inline std::uint64_t next_pass_id() noexcept {
   static std::atomic<std::uint64_t> counter{0};

@@ -17,14 +17,39 @@
 /// batch_norm (training updates running statistics) and softmax cross-entropy (it counts correct
 /// predictions): both have side effects that merging copies would change.
 ///
-/// Backward: an occurrence's backward only adds its incoming gradient to the entry. After the
-/// recursive pass from the loss, `run_backward` visits the entries in the reverse order of their
-/// forward completion (a topological order) and runs each owner's backward rule once with the
-/// summed gradient. So a value's gradient is complete before it passes on, and work is linear in the
-/// number of distinct products instead of exponential in the nesting depth of reused values.
+/// The schedule. Every node that computes a buffer of its own is a *step*: matmul, lepton::share,
+/// reductions, softmax, cross-entropy, transpose, convolution, pooling and batch normalisation
+/// (backend/cpu/step.hpp). A step occurrence resolves its entry when the evaluation first reaches
+/// it; the forward pass, which evaluates operands before the nodes that read them, completes the
+/// entries in dependency order, and `dag_table` records that order. The fused elementwise groups
+/// between steps are not steps: they run as the loops (or GEMM epilogues) of the steps that read
+/// them. So one evaluation lowers the expression to a flat list of steps, each with its saved
+/// values (in the step's evaluator) and its output buffer (the entry's `out`).
 ///
-/// Everything lives in the evaluation's arena: after the first call with given shapes, no heap
-/// allocation happens.
+/// Backward runs the list in reverse: an occurrence's backward only adds its incoming gradient to
+/// its entry; `run_backward` visits the entries last-completed first and runs each owner's rule
+/// once, with the summed gradient, so a value's gradient is complete before it passes on. The rule
+/// pushes gradients through the fused group below the step to the next steps' entries (or to the
+/// leaves); nothing recurses from one step into another, and work is linear in the number of
+/// distinct steps instead of exponential in the nesting depth of reused values.
+///
+/// The order is established at run time, in the first forward pass, rather than from the
+/// expression's type: which occurrences are one value depends on the addresses of the leaves
+/// (copies of `h` refer to the same tensors; `fc(x) + fc(y)` has two values of one type), and a
+/// list of occurrences built from the type would be exponential in the depth of reused values
+/// (N residual blocks hold 2^N copies of the first). The type provides everything else at compile
+/// time: which nodes are steps, each step's saved values, fusion and epilogues.
+///
+/// Workspace. Saved values (the entries' outputs and what their rules read) live in the
+/// evaluation's arena until it ends. The gradients summed at entries live in a `buffer_pool` and
+/// return to it as soon as their rule has run, and everything a rule allocates in the arena is
+/// released when the rule returns (it is dead: contributions to entries are copied into pooled
+/// buffers or written there directly through `sink`). So the backward pass needs, beyond the
+/// saved values, only the gradients alive at one time plus one rule's temporaries: its peak does
+/// not grow with depth more than the saved values do.
+///
+/// Everything lives in the evaluation's arena and the thread's buffer pool: after the first call
+/// with given shapes, no heap allocation happens.
 
 #include <cstddef>
 #include <cstdint>
@@ -109,15 +134,14 @@ struct dag_entry {
   void const* out = nullptr;  ///< the value (owned by the evaluation's arena or the destination)
   bool computed = false;      ///< `out` holds the value and may be read by other occurrences
   std::size_t uses = 0;       ///< occurrences resolved to this entry (statistics and tests)
-  void const* grad = nullptr; ///< the sum of the gradients received so far (null: none yet)
-  bool grad_borrowed = false; ///< `grad` is a caller's buffer: copy before adding to it
+  void const* grad = nullptr; ///< the sum of the gradients received so far (null: none yet), pooled
   /// Runs the owner's backward rule with the summed gradient.
   void (*run)(void* owner, eval_context& ctx, void const* grad) = nullptr;
 };
 
 /// Counters of DAG sharing on this thread (for tests and diagnostics; they only grow).
 struct dag_counters {
-  std::uint64_t computed = 0;      ///< products computed by their owner
+  std::uint64_t computed = 0;      ///< step values computed by their owner (GEMMs run, for matmul)
   std::uint64_t reused = 0;        ///< occurrences that read a product computed elsewhere
   std::uint64_t backward_runs = 0; ///< backward rules run once with a summed gradient
 };
@@ -169,16 +193,16 @@ public:
     m_order[m_n_order++] = i;
   }
 
-  /// Runs the deferred backward rules, the last completed value first.
-  void run_backward(eval_context& ctx) {
-    for (std::size_t k = m_n_order; k-- > 0;) {
-      dag_entry& e = m_entries[m_order[k]];
-      if (!e.grad || !e.run) continue;
-      void const* g = e.grad;
-      e.grad = nullptr; // a rule runs once, and nothing may add to it afterwards
-      ++dag_stats().backward_runs;
-      e.run(e.owner, ctx, g);
-    }
+  /// Runs the deferred backward rules, the last completed value first (defined after eval_context).
+  inline void run_backward(eval_context& ctx);
+
+  /// Hands every summed gradient still held back to `pool`.
+  void release_grads(buffer_pool& pool) noexcept {
+    for (std::size_t i = 0; i < m_n; ++i)
+      if (m_entries[i].grad) {
+        pool.release(m_entries[i].grad);
+        m_entries[i].grad = nullptr;
+      }
   }
 
 private:

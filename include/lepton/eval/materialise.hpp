@@ -216,31 +216,25 @@ view_ev<T, RC> reduce_to_shape(eval_context& ctx, G& g, shape_t<R> const& s, sha
   }
 }
 
-/// Adds gradient `g` (over shape s) to DAG entry `e` (dag.hpp). The first contribution borrows a
-/// contiguous buffer as it is (no copy); a second one copies it before adding. One loop
-/// instantiation per gradient type (first write and later adds differ only in a run-time flag).
+/// Where a contribution of n elements to DAG entry `e`'s gradient goes: the entry's pooled buffer,
+/// acquired on the first contribution (`add` false: overwrite) and added to by later ones. The
+/// buffer returns to the pool when the entry's rule has run (dag.hpp, Workspace).
+template <class T> grad_sink<T> entry_sink(eval_context& ctx, dag_entry& e, std::size_t n) {
+  if (e.grad) return {const_cast<T*>(static_cast<T const*>(e.grad)), true};
+  T* p = static_cast<T*>(ctx.pool.acquire(n * sizeof(T)));
+  e.grad = p;
+  return {p, false};
+}
+
+/// Adds gradient `g` (over shape s) to DAG entry `e` (dag.hpp). One loop instantiation per
+/// gradient type (first write and later adds differ only in a run-time flag).
 template <class T, std::size_t R, class G>
 void add_entry_grad(eval_context& ctx, dag_entry& e, G& g, shape_t<R> const& s) {
   std::size_t const n = shape_size(s);
-  bool const add = e.grad != nullptr;
-  if constexpr (is_view_v<G>) {
-    if (!add && g.size() == n && g.shape() == s) {
-      e.grad = g.ptr;
-      e.grad_borrowed = true;
-      return;
-    }
-  }
-  T* p = const_cast<T*>(static_cast<T const*>(e.grad));
-  if (!add || e.grad_borrowed) {
-    T* q = ctx.alloc<T>(n);
-    if (add) std::copy_n(p, n, q);
-    p = q;
-    e.grad = q;
-    e.grad_borrowed = false;
-  }
+  grad_sink<T> const d = entry_sink<T>(ctx, e, n);
   g.bind(s);
-  run_assign(p, g, s, add);
-  anomaly_check<gradient_tag>(p, n, "backward");
+  run_assign(d.ptr, g, s, d.add);
+  anomaly_check<gradient_tag>(d.ptr, n, "backward");
 }
 
 /// Hands gradient `g` (over shape s) to `child`, reducing over broadcast dimensions if needed.

@@ -25,6 +25,7 @@
 #include "../../expr/conv.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
+#include "step.hpp"
 
 namespace lepton::detail {
 
@@ -405,22 +406,6 @@ void write_child_grad(eval_context& ctx, Child& c, shape_t<R> const& s, Fill fil
   }
 }
 
-/// The usual members of a materialising evaluator that reads as its output buffer.
-template <class T, std::size_t R> struct buffered_output {
-  view_ev<T, R> out;
-  view_ev<T, R> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
-};
-
 template <class B> struct bias_evaluator {
   using type = evaluator<B>;
 };
@@ -436,7 +421,8 @@ template <> struct bias_evaluator<no_operand> {
 // ---------------------------------------------------------------------------- conv2d evaluator
 
 template <class X, class W, class B, std::size_t S, std::size_t P, std::size_t D>
-struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend> : buffered_output<typename X::value_type, 4> {
+struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
+    : buffered_step<evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>, typename X::value_type, 4> {
   using node = conv2d_node<X, W, B, S, P, D>;
   using T = typename node::value_type;
   using value_type = T;
@@ -467,15 +453,15 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend> : buffered_output<t
   shape_t<4> const& shape() const { return shp; }
   void set_output(T* p) { preset = p; }
 
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
-  void lepton_identify(identity& id, eval_context& ctx) {
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so equal copies are one
+  /// step (computed once, one backward rule).
+  void step_identity(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(x, id, ctx);
     identify(w, id, ctx);
     if constexpr (has_bias) identify(bias_ev, id, ctx);
   }
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     xv = value_of(ctx, x);
     wv = value_of(ctx, w);
     if constexpr (has_bias) bias = value_of(ctx, bias_ev).ptr;
@@ -555,7 +541,7 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend> : buffered_output<t
     return x.needs_grad(ctx) || w.needs_grad(ctx) || bias_ev.needs_grad(ctx);
   }
 
-  template <class G> void backward(eval_context& ctx, G& gr) {
+  template <class G> void backward_rule(eval_context& ctx, G& gr) {
     if constexpr (may_need_grad) {
       bool const gx = Ex::may_need_grad && x.needs_grad(ctx);
       bool const gw = Ew::may_need_grad && w.needs_grad(ctx);
@@ -738,7 +724,8 @@ private:
 // ---------------------------------------------------------------------------- pooling evaluators
 
 template <pool_kind Kind, class A, std::size_t K, std::size_t S, std::size_t P>
-struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend> : buffered_output<typename A::value_type, 4> {
+struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>
+    : buffered_step<evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>, typename A::value_type, 4> {
   using node = pool2d_node<Kind, A, K, S, P>;
   using T = typename node::value_type;
   using value_type = T;
@@ -756,13 +743,13 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend> : buffered_output<t
   explicit evaluator(node const& n) : a(n.a), shp(n.shape()), in(a.shape()) {}
   shape_t<4> const& shape() const { return shp; }
 
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
-  void lepton_identify(identity& id, eval_context& ctx) {
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so equal copies are one
+  /// step (computed once, one backward rule).
+  void step_identity(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(a, id, ctx);
   }
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     T* o = ctx.alloc<T>(shape_size(shp));
     // The index of each window's maximum, for the backward pass (always kept: a lazily read input
     // is not available afterwards).
@@ -847,7 +834,7 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend> : buffered_output<t
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
 
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       if (!a.needs_grad(ctx)) return;
       auto gv = grad_value<T>(ctx, g, shp);
@@ -890,7 +877,7 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend> : buffered_output<t
 };
 
 template <class A> struct evaluator<global_avg_pool_node<A>, cpu_backend>
-    : buffered_output<typename A::value_type, 2> {
+    : buffered_step<evaluator<global_avg_pool_node<A>, cpu_backend>, typename A::value_type, 2> {
   using node = global_avg_pool_node<A>;
   using T = typename node::value_type;
   using value_type = T;
@@ -906,13 +893,13 @@ template <class A> struct evaluator<global_avg_pool_node<A>, cpu_backend>
   explicit evaluator(node const& n) : a(n.a), shp(n.shape()), in(a.shape()) {}
   shape_t<2> const& shape() const { return shp; }
 
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
-  void lepton_identify(identity& id, eval_context& ctx) {
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so equal copies are one
+  /// step (computed once, one backward rule).
+  void step_identity(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(a, id, ctx);
   }
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     T* o = ctx.alloc<T>(shape_size(shp));
     if constexpr (!Ea::has_buffer) { // an elementwise input is summed as it is computed (one pass)
       a.forward(ctx, nullptr);
@@ -951,7 +938,7 @@ template <class A> struct evaluator<global_avg_pool_node<A>, cpu_backend>
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       if (!a.needs_grad(ctx)) return;
       auto gv = grad_value<T>(ctx, g, shp);
@@ -972,7 +959,7 @@ template <class A> struct evaluator<global_avg_pool_node<A>, cpu_backend>
 // ---------------------------------------------------------------------------- batch norm evaluator
 
 template <class A, class Gm, class Bt> struct evaluator<batch_norm_node<A, Gm, Bt>, cpu_backend>
-    : buffered_output<typename A::value_type, A::rank> {
+    : buffered_step<evaluator<batch_norm_node<A, Gm, Bt>, cpu_backend>, typename A::value_type, A::rank> {
   using node = batch_norm_node<A, Gm, Bt>;
   using T = typename node::value_type;
   using value_type = T;
@@ -1006,7 +993,7 @@ template <class A, class Gm, class Bt> struct evaluator<batch_norm_node<A, Gm, B
   }
   shape_t<rank> const& shape() const { return shp; }
 
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     xv = value_of(ctx, a);
     gamma = value_of(ctx, gm).ptr;
     T const* beta = value_of(ctx, bt).ptr;
@@ -1068,7 +1055,7 @@ template <class A, class Gm, class Bt> struct evaluator<batch_norm_node<A, Gm, B
   // With xhat = (x - mean) invstd: dbeta = sum g, dgamma = sum g xhat; in training mode the batch
   // statistics depend on x: dx = gamma invstd (g - mean(g) - xhat mean(g xhat)); in evaluation mode
   // dx = gamma invstd g.
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       bool const ga = Ea::may_need_grad && a.needs_grad(ctx);
       bool const gg = Eg::may_need_grad && gm.needs_grad(ctx);

@@ -10,6 +10,7 @@
 #include "../../expr/linalg.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
+#include "step.hpp"
 
 namespace lepton::detail {
 
@@ -117,7 +118,16 @@ template <class A, class B> struct evaluator<matmul_node<A, B>, cpu_backend> {
     }
   }
 
-  // dA = G B^T (m, k); dB = A^T G (k, n). A leaf's gradient is written by the GEMM directly.
+  /// This product's gradient buffer, for a producer (a parent GEMM) that writes its contribution
+  /// directly (eval/materialise.hpp entry_sink); null when nothing below needs a gradient.
+  grad_sink<T> sink(eval_context& ctx) {
+    if constexpr (may_need_grad) {
+      if (a.needs_grad(ctx) || b.needs_grad(ctx)) return entry_sink<T>(ctx, ctx.dag[slot], shape_size(shp));
+    }
+    return {};
+  }
+
+  // dA = G B^T (m, k); dB = A^T G (k, n). A leaf's or a step's gradient is written by the GEMM directly.
   LEPTON_NOINLINE void backward_summed(eval_context& ctx, view_ev<T, 2> const& gv) {
     if constexpr (may_need_grad) {
       bool const ga = a.needs_grad(ctx), gb = b.needs_grad(ctx);
@@ -223,7 +233,8 @@ struct bias_act_group<evaluator<unary_node<op::relu, binary_node<op::add, A, B>>
   }
 };
 
-template <class A> struct evaluator<transpose_node<A>, cpu_backend> {
+template <class A> struct evaluator<transpose_node<A>, cpu_backend>
+    : buffered_step<evaluator<transpose_node<A>, cpu_backend>, typename A::value_type, 2> {
   using node = transpose_node<A>;
   using T = typename node::value_type;
   using value_type = T;
@@ -235,7 +246,7 @@ template <class A> struct evaluator<transpose_node<A>, cpu_backend> {
 
   Ea a;
   shape_t<2> shp;
-  view_ev<T, 2> out;
+  using buffered_step<evaluator, T, 2>::out;
   explicit evaluator(node const& n) : a(n.a) {
     auto s = a.shape();
     shp = {s[1], s[0]};
@@ -248,32 +259,21 @@ template <class A> struct evaluator<transpose_node<A>, cpu_backend> {
         for (std::size_t i = i0; i < std::min(rows, i0 + bs); ++i)
           for (std::size_t j = j0; j < std::min(cols, j0 + bs); ++j) dst[j * rows + i] = src[i * cols + j];
   }
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
-  void lepton_identify(identity& id, eval_context& ctx) {
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so equal copies are one
+  /// step (computed once, one backward rule).
+  void step_identity(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(a, id, ctx);
   }
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     auto v = value_of(ctx, a);
     T* o = ctx.alloc<T>(shape_size(shp));
     transpose_copy(v.ptr, v.shp[0], v.shp[1], o);
     out = view_ev<T, 2>(o, shp);
   }
-  view_ev<T, 2> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       if (!a.needs_grad(ctx)) return;
       auto gv = grad_value<T>(ctx, g, shp);

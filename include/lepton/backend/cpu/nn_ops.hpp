@@ -8,6 +8,7 @@
 #include "../../eval/simd.hpp"
 #include "../../expr/nn_ops.hpp"
 #include "reduce.hpp"
+#include "step.hpp"
 
 namespace lepton::detail {
 
@@ -46,7 +47,8 @@ template <class T> LEPTON_ALWAYS_INLINE void row_stats(T const* x, std::size_t n
   logs = std::log(static_cast<T>(m::hsum(vs)));
 }
 
-template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend> {
+template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
+    : buffered_step<evaluator<softmax_node<Log, A>, cpu_backend>, typename A::value_type, A::rank> {
   using node = softmax_node<Log, A>;
   using T = typename node::value_type;
   using value_type = T;
@@ -58,19 +60,19 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
 
   Ea a;
   shape_t<rank> shp;
-  view_ev<T, rank> out;
+  using buffered_step<evaluator, T, rank>::out;
   explicit evaluator(node const& n) : a(n.a), shp(a.shape()) {}
   shape_t<rank> const& shape() const { return shp; }
   std::size_t cols() const { return shp[rank - 1]; }
   std::size_t rows() const { return cols() ? shape_size(shp) / cols() : 0; }
 
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
-  void lepton_identify(identity& id, eval_context& ctx) {
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so equal copies are one
+  /// step (computed once, one backward rule).
+  void step_identity(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(a, id, ctx);
   }
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     auto xv = value_of(ctx, a);
     T* o = ctx.alloc<T>(shape_size(shp));
     std::size_t const n = cols();
@@ -97,22 +99,11 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
     });
     out = view_ev<T, rank>(o, shp);
   }
-  view_ev<T, rank> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
 
   // log_softmax: dx = g - softmax * sum(g);  softmax: dx = y * (g - sum(g * y))
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       if (!a.needs_grad(ctx)) return;
       auto gv = grad_value<T>(ctx, g, shp);
@@ -136,7 +127,8 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
   }
 };
 
-template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backend> {
+template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backend>
+    : buffered_step<evaluator<softmax_xent_node<A, L>, cpu_backend>, typename A::value_type, 1> {
   using node = softmax_xent_node<A, L>;
   using T = typename node::value_type;
   using value_type = T;
@@ -155,7 +147,7 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
   shape_t<1> shp;
   view_ev<T, 2> xv;
   T* stats = nullptr; // per row: max, log(sum(exp(x - max))), sum of target mass
-  view_ev<T, 1> out;
+  using buffered_step<evaluator, T, 1>::out;
   explicit evaluator(node const& n) : a(n.a), l(n.l), xs(a.shape()), shp{xs[0]} {
     auto ls = l.shape();
     if (ls[0] != xs[0] || (!hard && ls[hard ? 0 : 1] != xs[1]))
@@ -164,9 +156,9 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
   }
   shape_t<1> const& shape() const { return shp; }
 
-  // No lepton_identify: the loss also counts correct predictions (ctx.correct) as a side effect, so
+  // No step_identity: the loss also counts correct predictions (ctx.correct) as a side effect, so
   // copies are not merged (each is computed; a product or share reading it is not shared).
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     xv = value_of(ctx, a);
     auto lv = value_of(ctx, l);
     std::size_t const B = xs[0], C = xs[1];
@@ -212,17 +204,6 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
     }
     out = view_ev<T, 1>(o, shp);
   }
-  view_ev<T, 1> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
   bool reads(void const* p, void const* e) const { return a.reads(p, e) || l.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const {
     if constexpr (hard)
@@ -232,7 +213,7 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
   }
 
   // d/dx = g_b (softmax * mass - p), with p the one-hot label or the target row.
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       std::size_t const B = xs[0], C = xs[1];
       auto gv = grad_value<T>(ctx, g, shp);

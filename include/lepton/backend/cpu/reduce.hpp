@@ -7,6 +7,7 @@
 #include "../../eval/protocol.hpp"
 #include "../../expr/reduce.hpp"
 #include "elementwise.hpp"
+#include "step.hpp"
 
 namespace lepton::detail {
 
@@ -77,7 +78,9 @@ template <class Kind, class Ea, class T, std::size_t R> struct reduce_grad {
 };
 
 template <class Kind, std::size_t Axis, bool Keep, class A>
-struct evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend> {
+struct evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend>
+    : buffered_step<evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend>, typename A::value_type,
+                    reduce_node<Kind, Axis, Keep, A>::rank> {
   using node = reduce_node<Kind, Axis, Keep, A>;
   using T = typename node::value_type;
   using value_type = T;
@@ -91,7 +94,7 @@ struct evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend> {
   Ea a;
   shape_t<RC> cs;
   shape_t<rank> shp;
-  view_ev<T, rank> out;
+  using buffered_step<evaluator, T, rank>::out;
   explicit evaluator(node const& n) : a(n.a), cs(a.shape()), shp(reduced_shape<rank, Axis, Keep>(cs)) {}
 
   shape_t<rank> const& shape() const { return shp; }
@@ -103,13 +106,13 @@ struct evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend> {
   }
   std::size_t count() const { return shape_size(cs) / std::max<std::size_t>(1, shape_size(shp)); }
 
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
-  void lepton_identify(identity& id, eval_context& ctx) {
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so equal copies are one
+  /// step (computed once, one backward rule).
+  void step_identity(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(a, id, ctx);
   }
-  void forward(eval_context& ctx, void const*) {
+  void compute(eval_context& ctx) {
     a.forward(ctx, nullptr);
     a.bind(cs);
     T* o = ctx.alloc<T>(shape_size(shp));
@@ -142,20 +145,9 @@ struct evaluator<reduce_node<Kind, Axis, Keep, A>, cpu_backend> {
     }
     out = view_ev<T, rank>(o, shp);
   }
-  view_ev<T, rank> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
   bool reads(void const* b, void const* e) const { return a.reads(b, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
-  template <class G> void backward(eval_context& ctx, G& g) {
+  template <class G> void backward_rule(eval_context& ctx, G& g) {
     if constexpr (may_need_grad) {
       if (!a.needs_grad(ctx)) return;
       auto gv = grad_value<T>(ctx, g, shp);

@@ -24,8 +24,8 @@ template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...
   view_ev<T, rank> out;
   explicit evaluator(node const& n) : a(n.a), shp(reshaped<Dims...>(a.shape())) {}
   shape_t<rank> const& shape() const { return shp; }
-  /// Its identity (eval/dag.hpp): a pure function of its type and operands, so a lepton::share of it
-  /// (or a product reading it) is shared between equal copies.
+  /// Its identity (eval/dag.hpp): a pure function of its type and operands. reshape is a view, not
+  /// a step: it is part of the group that reads it, and a value reading it is shared between equal copies.
   void lepton_identify(identity& id, eval_context& ctx) {
     id.push(type_word<node>());
     identify(a, id, ctx);
