@@ -14,7 +14,8 @@
 
 namespace lepton::detail {
 
-template <class A, class B> struct evaluator<matmul_node<A, B>, cpu_backend> {
+template <class A, class B> struct evaluator<matmul_node<A, B>, cpu_backend>
+    : output_view<typename matmul_node<A, B>::value_type, 2> {
   using node = matmul_node<A, B>;
   using T = typename node::value_type;
   using value_type = T;
@@ -29,7 +30,8 @@ template <class A, class B> struct evaluator<matmul_node<A, B>, cpu_backend> {
   Ea a;
   Eb b;
   shape_t<2> shp;
-  view_ev<T, 2> va, vb, out;
+  view_ev<T, 2> va, vb;
+  using output_view<T, 2>::out;
   T* preset = nullptr;
   std::size_t slot = dag_table::npos; ///< this product's DAG entry (eval/dag.hpp), once resolved
   bool aliased = false;               ///< the product was computed by another occurrence; this one reads it
@@ -95,17 +97,8 @@ template <class A, class B> struct evaluator<matmul_node<A, B>, cpu_backend> {
   /// Makes the product computed by run_gemm readable by other occurrences. Not called when an
   /// epilogue overwrote it in place (inference): they then compute it themselves.
   void publish(eval_context& ctx) { ctx.dag.complete(slot, this, out.ptr, &deferred_backward); }
-  view_ev<T, 2> const& buffer() const { return out; }
+  /// The fusion group reading this value directly reads one GEMM: this one (its epilogue).
   template <class F> void visit_top(F&& f) { f(*this); }
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
   bool reads(void const* p, void const* e) const { return a.reads(p, e) || b.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx) || b.needs_grad(ctx); }
 

@@ -7,10 +7,12 @@
 #include "../../eval/protocol.hpp"
 #include "../../expr/shape_ops.hpp"
 #include "elementwise.hpp"
+#include "step.hpp"
 
 namespace lepton::detail {
 
-template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...>, cpu_backend> {
+template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...>, cpu_backend>
+    : output_view<typename A::value_type, reshape_node<A, Dims...>::rank> {
   using node = reshape_node<A, Dims...>;
   using T = typename node::value_type;
   using value_type = T;
@@ -21,7 +23,7 @@ template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...
   static constexpr std::size_t top_gemms = 0;
   Ea a;
   shape_t<rank> shp;
-  view_ev<T, rank> out;
+  using output_view<T, rank>::out;
   explicit evaluator(node const& n) : a(n.a), shp(reshaped<Dims...>(a.shape())) {}
   shape_t<rank> const& shape() const { return shp; }
   /// Its identity (eval/dag.hpp): a pure function of its type and operands. reshape is a view, not
@@ -31,17 +33,6 @@ template <class A, std::size_t... Dims> struct evaluator<reshape_node<A, Dims...
     identify(a, id, ctx);
   }
   void forward(eval_context& ctx, void const*) { out = view_ev<T, rank>(value_of(ctx, a).ptr, shp); }
-  view_ev<T, rank> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
-  }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
   template <class G> void backward(eval_context& ctx, G& g) {

@@ -22,8 +22,25 @@
 
 namespace lepton::detail {
 
-template <class Derived, class T, std::size_t R> struct buffered_step {
-  view_ev<T, R> out;                  ///< the value (the owner's buffer, or the owner's for a copy)
+/// The loadable interface of an evaluator whose value is a buffer it refers to (`out`): a step, a
+/// GEMM, a reshaped view.
+template <class T, std::size_t R> struct output_view {
+  view_ev<T, R> out; ///< the value
+  view_ev<T, R> const& buffer() const { return out; }
+  template <class F> void visit_top(F&&) {}
+  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
+  bool flat_ok() const { return out.flat_ok(); }
+  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
+    return out.template load_flat<V>(i);
+  }
+  template <class V, std::size_t RB>
+  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
+    return out.template load_row<V, RB>(idx, c);
+  }
+};
+
+template <class Derived, class T, std::size_t R> struct buffered_step : output_view<T, R> {
+  using output_view<T, R>::out;       ///< the value (the owner's buffer; for a copy, the owner's)
   std::size_t slot = dag_table::npos; ///< the value's DAG entry, once resolved
   bool done = false;                  ///< forward ran (a node may be forwarded more than once)
 
@@ -76,19 +93,6 @@ template <class Derived, class T, std::size_t R> struct buffered_step {
       if (self().needs_grad(ctx)) return entry_sink<T>(ctx, ctx.dag[slot], shape_size(self().shape()));
     }
     return {};
-  }
-
-  // The loadable interface: the value reads as its buffer.
-  view_ev<T, R> const& buffer() const { return out; }
-  template <class F> void visit_top(F&&) {}
-  template <std::size_t RB> void bind(shape_t<RB> const& s) { out.bind(s); }
-  bool flat_ok() const { return out.flat_ok(); }
-  template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
-    return out.template load_flat<V>(i);
-  }
-  template <class V, std::size_t RB>
-  LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
-    return out.template load_row<V, RB>(idx, c);
   }
 
 private:
