@@ -346,8 +346,12 @@ void micro_kernel(std::size_t kc, T const* __restrict a, T const* __restrict b, 
   if (ep) bias_act_tile(*ep, c, ldc, rows, cols);
 }
 
-/// Runs the smallest micro-kernel instance whose tile covers rows x cols: the row counts mr, 8, 4, 2,
-/// 1 (those <= mr) times 1..nv vectors.
+/// Runs the smallest micro-kernel instance whose tile covers rows x cols: the row counts mr, 8 and 4
+/// (those <= mr) times 1..nv vectors. Strips of fewer than 4 rows run the 4-row instance: every
+/// partial strip is packed and zero padded to mr rows, so the extra rows read zeros and are not
+/// stored, and each stored element has the same FMA chain as in any other instance (results do not
+/// change). 2- and 1-row instances would cost compile time (8 of 20 instances with AVX-512, 8 of 16
+/// with SSE) for tiles that are a small part of C.
 template <class T, bool KMajorA> void tile_kernel(std::size_t rows, std::size_t cols, std::size_t kc,
                                                   T const* a, T const* b, T* c, std::size_t ldc, T alpha,
                                                   T beta, std::size_t a_step,
@@ -366,9 +370,7 @@ template <class T, bool KMajorA> void tile_kernel(std::size_t rows, std::size_t 
   constexpr std::size_t r8 = P::mr > 8 ? 8 : P::mr;
   if (rows > r8) return with_rows(integral_constant<std::size_t, P::mr>{});
   if (rows > 4) return with_rows(integral_constant<std::size_t, r8>{});
-  if (rows > 2) return with_rows(integral_constant<std::size_t, 4>{});
-  if (rows > 1) return with_rows(integral_constant<std::size_t, 2>{});
-  with_rows(integral_constant<std::size_t, 1>{});
+  with_rows(integral_constant<std::size_t, 4>{});
 }
 
 /// A growable 64-byte aligned buffer; one per thread and operand, so that GEMM allocates nothing
