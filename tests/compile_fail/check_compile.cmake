@@ -1,7 +1,8 @@
 # cmake -DCOMPILER=... -DFLAGS_FILE=... [-DEXTRA_FLAGS=...] -DSOURCE=... -DEXPECT=fail|pass [-DREGEX=...]
-#       -P check_compile.cmake
+#       [-DFIRST_ERROR=ON] -P check_compile.cmake
 # Compiles SOURCE with -fsyntax-only. EXPECT=fail: succeeds only if compilation fails and the output
-# matches REGEX. EXPECT=pass: succeeds only if compilation succeeds.
+# matches REGEX (with FIRST_ERROR: the first line containing "error:" matches REGEX, the line a user
+# reads first). EXPECT=pass: succeeds only if compilation succeeds.
 foreach(var COMPILER FLAGS_FILE SOURCE EXPECT)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "check_compile.cmake: -D${var}=... is required")
@@ -26,6 +27,12 @@ elseif(EXPECT STREQUAL "fail")
   endif()
   if(NOT out MATCHES "${REGEX}")
     message(FATAL_ERROR "${case}: failed to compile as expected, but no line matches '${REGEX}':\n${out}")
+  endif()
+  if(FIRST_ERROR)
+    string(REGEX MATCH "[^\n]*error:[^\n]*" first "${out}")
+    if(NOT first MATCHES "${REGEX}")
+      message(FATAL_ERROR "${case}: the first error line does not match '${REGEX}':\n${first}\n\n${out}")
+    endif()
   endif()
   string(REGEX MATCH "[^\n]*${REGEX}[^\n]*" line "${out}")
   message(STATUS "${case}: fails to compile as expected: ${line}")

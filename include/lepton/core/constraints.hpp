@@ -62,4 +62,18 @@ template <std::size_t Expected, std::size_t Actual> struct layer_input_dims {
   static constexpr bool value = detail::dim_compatible(Expected, Actual);
 };
 
+/// Types whose only purpose is to appear, with the numbers involved, in the *first* error line of a
+/// misuse (a static_assert's message cannot contain computed numbers before C++26; the compiler's
+/// note that names them comes after the generic line). Never defined: naming one with sizeof is the
+/// error, e.g. `invalid application of 'sizeof' to incomplete type
+/// 'lepton::diagnostic::linear_input_features<lepton::diagnostic::layer_expects<256>,
+/// lepton::diagnostic::input_has<255> >'`.
+namespace diagnostic {
+template <std::size_t N> struct layer_expects;
+template <std::size_t N> struct input_has;
+template <class Expected, class Actual> struct linear_input_features;
+template <class Expected, class Actual> struct conv2d_input_channels;
+template <class Expected, class Actual> struct batch_norm_input_channels;
+} // namespace diagnostic
+
 } // namespace lepton

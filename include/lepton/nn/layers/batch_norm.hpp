@@ -36,10 +36,18 @@ template <std::size_t C, class T = float> struct batch_norm {
   template <operand X> auto operator()(X&& x) const {
     using E = lepton::detail::expr_of<X>;
     static_assert(E::rank >= 2, "lepton: batch_norm<C> takes an input (batch, C) or (batch, C, H, W)");
-    static_assert(batch_norm_channels<C, E::static_dims::values[1]>::value,
+    constexpr std::size_t channels = [] {
+      if constexpr (E::rank >= 2)
+        return E::static_dims::values[1];
+      else
+        return C; // the rank error above is the one to read
+    }();
+    if constexpr (!batch_norm_channels<C, channels>::value) // the first error line names both numbers
+      (void)sizeof(diagnostic::batch_norm_input_channels<diagnostic::layer_expects<C>,
+                                                         diagnostic::input_has<channels>>);
+    static_assert(batch_norm_channels<C, channels>::value,
                   "lepton: batch_norm<C>: the input's channel dimension is not C");
-    if constexpr (E::rank >= 2 &&
-                  batch_norm_channels<C, E::static_dims::values[1]>::value) // one error, not two
+    if constexpr (E::rank >= 2 && batch_norm_channels<C, channels>::value) // one error, not two
       return lepton::batch_norm(std::forward<X>(x), weight, bias,
                                 {.running_mean = running_mean.data(),
                                  .running_var = running_var.data(),

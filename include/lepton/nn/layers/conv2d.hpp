@@ -40,6 +40,10 @@ struct conv2d {
         nchw_input_rank<E::rank>::value,
         "lepton: conv2d<InC, OutC, KH, KW, ...> takes an NCHW input (batch, channels, height, width)");
     if constexpr (E::rank == 4) {
+      constexpr std::size_t channels = E::static_dims::values[1];
+      if constexpr (!conv_input_channels<InC, channels>::value) // the first error line names both numbers
+        (void)sizeof(diagnostic::conv2d_input_channels<diagnostic::layer_expects<InC>,
+                                                       diagnostic::input_has<channels>>);
       static_assert(conv_input_channels<InC, E::static_dims::values[1]>::value,
                     "lepton: conv2d<InC, OutC, KH, KW, ...>: the input's channel dimension is not InC");
       if constexpr (conv_input_channels<InC,

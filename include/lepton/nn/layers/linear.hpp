@@ -24,7 +24,16 @@ template <std::size_t In, std::size_t Out, class T = float> struct linear {
   template <operand X> auto operator()(X&& x) const {
     using E = lepton::detail::expr_of<X>;
     static_assert(E::rank == 2, "lepton: linear<In, Out> takes a (batch, In) input; flatten it first");
-    static_assert(layer_input_dims<In, E::static_dims::values[1]>::value,
+    constexpr std::size_t features = [] {
+      if constexpr (E::rank == 2)
+        return E::static_dims::values[1];
+      else
+        return In; // the rank error above is the one to read
+    }();
+    if constexpr (!layer_input_dims<In, features>::value) // the first error line names both numbers
+      (void)sizeof(
+          diagnostic::linear_input_features<diagnostic::layer_expects<In>, diagnostic::input_has<features>>);
+    static_assert(layer_input_dims<In, features>::value,
                   "lepton: linear<In, Out>: the input's feature dimension is not In");
     return lepton::matmul(std::forward<X>(x), weight) + bias;
   }
