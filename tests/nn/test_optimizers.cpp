@@ -1,5 +1,8 @@
 // Optimizers against float64 re-implementations of their published update rules; clipping;
 // frozen parameters; schedulers.
+#include <cfloat>
+#include <cstring>
+
 #include <catch2/catch.hpp>
 #include <lepton/lepton.hpp>
 #include <support/util.hpp>
@@ -166,4 +169,165 @@ TEST_CASE("learning-rate schedulers", "[optim]") {
   REQUIRE(opt.lr() == 1.0);
   s4.step(1.0);
   REQUIRE(opt.lr() == 0.5);
+}
+
+namespace {
+// A float model large enough for the threaded update (more than 65536 elements, several blocks,
+// sizes that are not multiples of the block or of the SIMD width).
+struct wide {
+  lp::param<float, 70001> w;
+  lp::param<float, 3, 37> b;
+};
+void init(wide& m) {
+  lepton_test::fill_uniform(m.w.value, -1, 1, 11);
+  lepton_test::fill_uniform(m.b.value, -1, 1, 12);
+}
+void set_grads(wide& m, int step) {
+  float* g = m.w.grad.data();
+  for (std::size_t i = 0; i < m.w.value.size(); ++i) g[i] = float(std::sin(0.37 * double(i) + step));
+  g = m.b.grad.data();
+  for (std::size_t i = 0; i < m.b.value.size(); ++i) g[i] = float(std::cos(0.11 * double(i) - step));
+}
+std::vector<float> flat_values(wide& m) {
+  std::vector<float> v(m.w.value.data(), m.w.value.data() + m.w.value.size());
+  v.insert(v.end(), m.b.value.data(), m.b.value.data() + m.b.value.size());
+  return v;
+}
+std::vector<float> flat_grads(wide& m) {
+  std::vector<float> v(m.w.grad.data(), m.w.grad.data() + m.w.grad.size());
+  v.insert(v.end(), m.b.grad.data(), m.b.grad.data() + m.b.grad.size());
+  return v;
+}
+
+// Float64 re-implementations of the update rules, fed the same float gradients.
+struct ref_state {
+  std::vector<double> p, s1, s2;
+  explicit ref_state(std::vector<float> const& v) : p(v.begin(), v.end()), s1(v.size(), 0), s2(v.size(), 0) {}
+};
+void ref_adam(ref_state& r, std::vector<float> const& g, int t, bool decoupled, double lr, double wd) {
+  double const b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  for (std::size_t i = 0; i < r.p.size(); ++i) {
+    double gi = g[i];
+    if (decoupled)
+      r.p[i] *= 1 - lr * wd;
+    else
+      gi += wd * r.p[i];
+    r.s1[i] = b1 * r.s1[i] + (1 - b1) * gi;
+    r.s2[i] = b2 * r.s2[i] + (1 - b2) * gi * gi;
+    double const mhat = r.s1[i] / (1 - std::pow(b1, t)), vhat = r.s2[i] / (1 - std::pow(b2, t));
+    r.p[i] -= lr * mhat / (std::sqrt(vhat) + eps);
+  }
+}
+void ref_sgd(ref_state& r, std::vector<float> const& g, int t) {
+  double const lr = 0.05, mu = 0.9, wd = 1e-3;
+  for (std::size_t i = 0; i < r.p.size(); ++i) {
+    double gi = g[i] + wd * r.p[i];
+    r.s1[i] = t == 1 ? gi : mu * r.s1[i] + gi;
+    r.p[i] -= lr * (gi + mu * r.s1[i]); // nesterov
+  }
+}
+void ref_rmsprop(ref_state& r, std::vector<float> const& g) {
+  double const lr = 1e-3, a = 0.99, eps = 1e-8, mu = 0.5;
+  for (std::size_t i = 0; i < r.p.size(); ++i) {
+    double const gi = g[i];
+    r.s1[i] = a * r.s1[i] + (1 - a) * gi * gi;
+    r.s2[i] = mu * r.s2[i] + gi / (std::sqrt(r.s1[i]) + eps);
+    r.p[i] -= lr * r.s2[i];
+  }
+}
+
+// Runs `steps` steps of the optimizer `make(model)` builds, at `threads` threads; returns the values.
+template <class Make> std::vector<float> run_steps(Make make, std::size_t threads, int steps) {
+  lp::set_num_threads(threads, lp::oversubscribe::yes);
+  wide m;
+  init(m);
+  auto opt = make(m);
+  for (int t = 1; t <= steps; ++t) {
+    set_grads(m, t);
+    opt.step();
+  }
+  return flat_values(m);
+}
+
+struct thread_count_guard {
+  std::size_t saved = lp::num_threads();
+  ~thread_count_guard() { lp::set_num_threads(saved, lp::oversubscribe::yes); }
+};
+} // namespace
+
+TEST_CASE("float optimizers match a float64 reference within float32 rounding", "[optim]") {
+  int const steps = 5;
+  // |float - float64| per element: a few float32 roundings of the value per step, relative to the
+  // value's magnitude (the float step's own rounding errors are far smaller than the value's ulp).
+  auto check = [&](std::vector<float> const& got, ref_state const& r) {
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      double const tol = 4.0 * steps * FLT_EPSILON * std::max(1.0, std::abs(r.p[i]));
+      if (!(std::abs(double(got[i]) - r.p[i]) <= tol)) ++bad;
+    }
+    REQUIRE(bad == 0);
+  };
+  for (bool decoupled : {false, true}) {
+    wide m;
+    init(m);
+    ref_state r(flat_values(m));
+    double const lr = 1e-2, wd = decoupled ? 0.05 : 1e-3;
+    auto run = [&](auto& opt) {
+      for (int t = 1; t <= steps; ++t) {
+        set_grads(m, t);
+        auto g = flat_grads(m);
+        opt.step();
+        ref_adam(r, g, t, decoupled, lr, wd);
+        check(flat_values(m), r);
+      }
+    };
+    if (decoupled) {
+      lp::optim::adamw opt{m, {.lr = lr, .weight_decay = wd}};
+      run(opt);
+    } else {
+      lp::optim::adam opt{m, {.lr = lr, .weight_decay = wd}};
+      run(opt);
+    }
+  }
+  {
+    wide m;
+    init(m);
+    ref_state r(flat_values(m));
+    lp::optim::sgd opt{m, {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = true}};
+    for (int t = 1; t <= steps; ++t) {
+      set_grads(m, t);
+      auto g = flat_grads(m);
+      opt.step();
+      ref_sgd(r, g, t);
+      check(flat_values(m), r);
+    }
+  }
+  {
+    wide m;
+    init(m);
+    ref_state r(flat_values(m));
+    lp::optim::rmsprop opt{m, {.lr = 1e-3, .alpha = 0.99, .eps = 1e-8, .momentum = 0.5}};
+    for (int t = 1; t <= steps; ++t) {
+      set_grads(m, t);
+      auto g = flat_grads(m);
+      opt.step();
+      ref_rmsprop(r, g);
+      check(flat_values(m), r);
+    }
+  }
+}
+
+TEST_CASE("an optimizer step is bit-identical at 1 and 2 threads", "[optim]") {
+  thread_count_guard guard;
+  auto same = [](auto make) {
+    auto const one = run_steps(make, 1, 4);
+    auto const two = run_steps(make, 2, 4);
+    REQUIRE(one.size() == two.size());
+    REQUIRE(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0);
+  };
+  // clipping on: the gradient norm is a reduction, summed per block in a fixed order
+  same([](wide& m) { return lp::optim::adam{m, {.lr = 1e-2, .clip_grad_norm = 10.0}}; });
+  same([](wide& m) { return lp::optim::adamw{m, {.lr = 1e-2}}; });
+  same([](wide& m) { return lp::optim::sgd{m, {.lr = 0.05, .momentum = 0.9, .clip_grad_norm = 50.0}}; });
+  same([](wide& m) { return lp::optim::rmsprop{m, {.lr = 1e-3, .momentum = 0.5, .clip_grad_norm = 5.0}}; });
 }

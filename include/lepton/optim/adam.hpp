@@ -42,33 +42,8 @@ public:
     T const inv_bc2 = static_cast<T>(1 / std::sqrt(1 - std::pow(m_o.beta2, t)));
     T const eps = static_cast<T>(m_o.eps), wd = static_cast<T>(m_o.weight_decay);
     T const decay = static_cast<T>(1 - this->m_lr * m_o.weight_decay);
-    using V = lepton::detail::simd_t<T>;
-    constexpr std::size_t W = lepton::detail::lanes_v<V>;
-    namespace ld = lepton::detail;
-    for (auto& s : this->m_slots) {
-      if (*s.frozen) continue;
-      T* mp = m_m.data() + s.offset;
-      T* vp = m_v.data() + s.offset;
-      // One pass: read p, g, m, v once, write p, m, v once.
-      auto body = [&](auto tag, std::size_t i) {
-        using U = decltype(tag);
-        U p = ld::load<U>(s.value + i);
-        U g = ld::load<U>(s.grad + i) * ld::splat<U>(scale);
-        if constexpr (Decoupled)
-          p = p * ld::splat<U>(decay);
-        else
-          g = g + ld::splat<U>(wd) * p;
-        U m = ld::splat<U>(b1) * ld::load<U>(mp + i) + ld::splat<U>(1 - b1) * g;
-        U v = ld::splat<U>(b2) * ld::load<U>(vp + i) + ld::splat<U>(1 - b2) * g * g;
-        ld::store<U>(mp + i, m);
-        ld::store<U>(vp + i, v);
-        U denom = ld::m::sqrt(v) * ld::splat<U>(inv_bc2) + ld::splat<U>(eps);
-        ld::store<U>(s.value + i, p - ld::splat<U>(step_size) * m / denom);
-      };
-      std::size_t i = 0;
-      for (; i + W <= s.size; i += W) body(V{}, i);
-      for (; i < s.size; ++i) body(T{}, i);
-    }
+    this->apply(adam_rule<T, Decoupled>{b1, b2, step_size, inv_bc2, eps, wd, decay}, scale, m_m.data(),
+                m_v.data());
   }
 
   /// First and second moment buffers (flat, parameters in reflection order), for checkpoints.

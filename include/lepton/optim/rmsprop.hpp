@@ -38,30 +38,11 @@ public:
     T const scale = this->begin_step();
     T const lr = static_cast<T>(this->m_lr), a = static_cast<T>(m_o.alpha), eps = static_cast<T>(m_o.eps);
     T const wd = static_cast<T>(m_o.weight_decay), mu = static_cast<T>(m_o.momentum);
-    using V = lepton::detail::simd_t<T>;
-    constexpr std::size_t W = lepton::detail::lanes_v<V>;
-    namespace ld = lepton::detail;
-    for (auto& sl : this->m_slots) {
-      if (*sl.frozen) continue;
-      T* sp = m_s.data() + sl.offset;
-      T* bp = m_b.size() ? m_b.data() + sl.offset : nullptr;
-      auto body = [&](auto tag, std::size_t i) {
-        using U = decltype(tag);
-        U p = ld::load<U>(sl.value + i);
-        U g = ld::load<U>(sl.grad + i) * ld::splat<U>(scale) + ld::splat<U>(wd) * p;
-        U s = ld::splat<U>(a) * ld::load<U>(sp + i) + ld::splat<U>(1 - a) * g * g;
-        ld::store<U>(sp + i, s);
-        U upd = g / (ld::m::sqrt(s) + ld::splat<U>(eps));
-        if (bp) {
-          upd = ld::splat<U>(mu) * ld::load<U>(bp + i) + upd;
-          ld::store<U>(bp + i, upd);
-        }
-        ld::store<U>(sl.value + i, p - ld::splat<U>(lr) * upd);
-      };
-      std::size_t i = 0;
-      for (; i + W <= sl.size; i += W) body(V{}, i);
-      for (; i < sl.size; ++i) body(T{}, i);
-    }
+    detail::rmsprop_rule<T> const rule{lr, a, eps, wd, mu};
+    if (m_b.size())
+      this->apply(rule, scale, m_s.data(), m_b.data());
+    else
+      this->apply(rule, scale, m_s.data());
   }
 
   detail::state_buffer<T>& square_avg() noexcept { return m_s; }

@@ -38,30 +38,11 @@ public:
     T const lr = static_cast<T>(this->m_lr), mu = static_cast<T>(m_o.momentum),
             wd = static_cast<T>(m_o.weight_decay);
     T const damp = static_cast<T>(1 - m_o.dampening);
-    bool const first = this->m_step == 1;
-    using V = lepton::detail::simd_t<T>;
-    constexpr std::size_t W = lepton::detail::lanes_v<V>;
-    for (auto& s : this->m_slots) {
-      if (*s.frozen) continue;
-      T* v = m_v.size() ? m_v.data() + s.offset : nullptr;
-      auto body = [&](auto tag, std::size_t i) {
-        using U = decltype(tag);
-        U p = lepton::detail::load<U>(s.value + i);
-        U g = lepton::detail::load<U>(s.grad + i) * lepton::detail::splat<U>(scale) +
-              lepton::detail::splat<U>(wd) * p;
-        if (v) {
-          U vel = first ? g
-                        : lepton::detail::splat<U>(mu) * lepton::detail::load<U>(v + i) +
-                              lepton::detail::splat<U>(damp) * g;
-          lepton::detail::store<U>(v + i, vel);
-          g = m_o.nesterov ? g + lepton::detail::splat<U>(mu) * vel : vel;
-        }
-        lepton::detail::store<U>(s.value + i, p - lepton::detail::splat<U>(lr) * g);
-      };
-      std::size_t i = 0;
-      for (; i + W <= s.size; i += W) body(V{}, i);
-      for (; i < s.size; ++i) body(T{}, i);
-    }
+    detail::sgd_rule<T> const rule{lr, wd, mu, damp, this->m_step == 1, m_o.nesterov};
+    if (m_v.size())
+      this->apply(rule, scale, m_v.data());
+    else
+      this->apply(rule, scale);
   }
 
   /// Momentum buffer (empty without momentum), for checkpoints.
