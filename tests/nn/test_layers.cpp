@@ -65,6 +65,43 @@ TEST_CASE("seeded init is deterministic and follows the scheme's bounds", "[nn]"
   for (double v : big.weight.value.flat()) REQUIRE(std::abs(v) <= std::sqrt(6.0 / 700));
 }
 
+namespace {
+// A rank-2 parameter that is not an (in, out) matrix: an embedding-like table of 1000 rows of 4,
+// whose layer declares its fans (fan-in 1: each output reads one row). Guessed from its rank, the
+// table would get fan-in 1000 and a kaiming bound 30x smaller.
+struct table {
+  lp::param<double, 1000, 4> weight;
+  template <class F> void lepton_fans(F&& declare) { declare(weight, 1.0, 4.0); }
+};
+struct with_table {
+  table emb;
+  lp::nn::linear<4, 2, double> out;
+  lp::param<double, 6, 3> raw; // no layer declares it: the (in, out) convention applies
+};
+} // namespace
+
+TEST_CASE("init takes fan-in and fan-out from the layer, not from the parameter's rank", "[nn]") {
+  with_table m;
+  lp::nn::init(m, lp::init::kaiming_uniform{}, 9);
+  auto max_abs = [](auto const& t) {
+    double r = 0;
+    for (double v : t.flat()) r = std::max(r, std::abs(v));
+    return r;
+  };
+  double const table_bound = std::sqrt(2.0) * std::sqrt(3.0 / 1.0);
+  REQUIRE(max_abs(m.emb.weight.value) <= table_bound);
+  REQUIRE(max_abs(m.emb.weight.value) > 0.9 * table_bound); // 4000 uniform draws reach the bound
+  REQUIRE(max_abs(m.out.weight.value) <= std::sqrt(2.0) * std::sqrt(3.0 / 4.0));
+  REQUIRE(max_abs(m.raw.value) <= std::sqrt(2.0) * std::sqrt(3.0 / 6.0));
+  REQUIRE(max_abs(m.raw.value) > 0);
+  // conv2d declares InC*KH*KW and OutC*KH*KW: xavier bound sqrt(6 / (fan_in + fan_out))
+  lp::nn::conv2d<3, 8, 5, 5, 1, 0, 1, true, double> conv;
+  lp::nn::init(conv, lp::init::xavier_uniform{}, 4);
+  double const conv_bound = std::sqrt(6.0 / (3 * 25 + 8 * 25));
+  REQUIRE(max_abs(conv.weight.value) <= conv_bound);
+  REQUIRE(max_abs(conv.weight.value) > 0.9 * conv_bound);
+}
+
 TEST_CASE("a model of layers computes what its formula says and passes gradcheck", "[nn]") {
   model m;
   lp::nn::init(m, lp::init::xavier_normal{}, 11);

@@ -74,6 +74,26 @@ template <std::size_t N> struct input_has;
 template <class Expected, class Actual> struct linear_input_features;
 template <class Expected, class Actual> struct conv2d_input_channels;
 template <class Expected, class Actual> struct batch_norm_input_channels;
+/// A static dimension in a diagnostic: `d<N>`, or `dyn` for a dynamic one (whose value, the largest
+/// std::size_t, would print as 18446744073709551615).
+struct dyn;
+template <std::size_t N> struct d;
+template <class... D> struct shape;
+template <class Dims> struct shape_of;
+template <std::size_t... N> struct shape_of<dims<N...>> {
+  using type = shape<std::conditional_t<N == lepton::dyn, diagnostic::dyn, d<N>>...>;
+};
+template <class Lhs, class Rhs> struct operand_shapes_do_not_broadcast;
+template <class Destination, class Expression> struct assignment_shapes_differ;
+
+/// Names `Diagnostic<shape<...> of Lhs, shape<...> of Rhs>` (an error: it is never defined), with
+/// `dyn` spelled out, when `Ok` is false; returns true otherwise. A class-scope
+/// `static_assert(diagnostic::shapes<ok, D, A, B>());` right before a check's own static_assert
+/// makes the first error line name both shapes.
+template <bool Ok, template <class, class> class Diagnostic, class Lhs, class Rhs> constexpr bool shapes() {
+  if constexpr (!Ok) (void)sizeof(Diagnostic<typename shape_of<Lhs>::type, typename shape_of<Rhs>::type>);
+  return true;
+}
 } // namespace diagnostic
 
 } // namespace lepton

@@ -32,7 +32,7 @@ void broadcast_scheduler_state(communicator const& c, Sched& s, int root = 0) {
 
 namespace detail {
 template <class Model> void broadcast_rng_layers(communicator const& c, Model& model, int root) {
-  io::detail::for_each_rng_layer(model, [&](std::uint64_t& seed, std::uint64_t& calls) {
+  nn::for_each_rng_layer(model, [&](std::uint64_t& seed, std::uint64_t& calls) {
     seed = broadcast_value(c, seed, root);
     calls = broadcast_value(c, calls, root);
   });

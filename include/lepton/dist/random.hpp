@@ -18,23 +18,14 @@
 
 namespace lepton::dist {
 
-namespace detail {
-template <class L>
-concept seeded_layer = requires(L& l) {
-  { l.seed } -> std::same_as<std::uint64_t&>;
-  { l.calls } -> std::same_as<std::uint64_t&>;
-};
-} // namespace detail
-
 /// @brief On rank r > 0, replaces the seed s of every dropout (seed + call counter) layer by
 ///        `splitmix64(s ^ splitmix64(r))`; rank 0 keeps its seeds. Call it once, after building
 ///        the model (and again after dist::load_checkpoint), on every rank.
 /// **Example**: `lepton::dist::decorrelate_dropout(comm, model);`
 template <class Model> void decorrelate_dropout(communicator const& c, Model& model) {
   if (c.rank() == 0) return;
-  nn::for_each_object(model, [&](auto& obj) {
-    if constexpr (detail::seeded_layer<std::remove_cvref_t<decltype(obj)>>)
-      obj.seed = data::splitmix64(obj.seed ^ data::splitmix64(std::uint64_t(c.rank())));
+  nn::for_each_rng_layer(model, [&](std::uint64_t& seed, std::uint64_t&) {
+    seed = data::splitmix64(seed ^ data::splitmix64(std::uint64_t(c.rank())));
   });
 }
 

@@ -183,6 +183,9 @@ template <class A> struct map_operands<A> {
 template <class A, class B> struct map_operands<A, B> {
   static_assert(same_element_type<typename A::value_type, typename B::value_type>::value,
                 "lepton: operands have different element types; convert one with lepton::cast<T>");
+  static_assert(diagnostic::shapes<shapes_broadcast<typename A::static_dims, typename B::static_dims>::value,
+                                   diagnostic::operand_shapes_do_not_broadcast, typename A::static_dims,
+                                   typename B::static_dims>()); // the first error line names both shapes
   static_assert(shapes_broadcast<typename A::static_dims, typename B::static_dims>::value,
                 "lepton: operand shapes do not broadcast (each dimension must be equal, 1, or dyn)");
   using static_dims = broadcast_t<typename A::static_dims, typename B::static_dims>;

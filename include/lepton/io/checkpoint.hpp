@@ -163,20 +163,6 @@ template <class Model> std::vector<ckpt_param> model_tensors(Model const& model)
   return out;
 }
 
-/// A layer that draws random numbers from a (seed, call counter) pair, like nn::dropout.
-template <class L>
-concept rng_layer = requires(L& l) {
-  { l.seed } -> std::same_as<std::uint64_t&>;
-  { l.calls } -> std::same_as<std::uint64_t&>;
-};
-
-/// Calls f(seed&, calls&) for every rng_layer of the model, in nn::for_each_object order.
-template <class Model, class F> void for_each_rng_layer(Model& model, F&& f) {
-  nn::for_each_object(model, [&](auto& obj) {
-    if constexpr (rng_layer<std::remove_cvref_t<decltype(obj)>>) f(obj.seed, obj.calls);
-  });
-}
-
 inline constexpr std::string_view reserved_metadata[] = {"format", "format_version", "optimizer_state",
                                                          "epoch", "step"};
 
@@ -343,7 +329,7 @@ void save_checkpoint_impl(std::filesystem::path const& path, Model const& model,
                      seed = to_i64(st.seed);
   double const lr = opt.lr();
   std::vector<std::int64_t> rng_seed, rng_calls;
-  for_each_rng_layer(m, [&](std::uint64_t const& s, std::uint64_t const& c) {
+  nn::for_each_rng_layer(m, [&](std::uint64_t const& s, std::uint64_t const& c) {
     rng_seed.push_back(to_i64(s));
     rng_calls.push_back(to_i64(c));
   });
@@ -406,7 +392,7 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
   std::int64_t steps = 0, epoch = 0, step = 0, seed = 0;
   double lr = 0;
   std::size_t n_rng = 0;
-  for_each_rng_layer(model, [&](std::uint64_t&, std::uint64_t&) { ++n_rng; });
+  nn::for_each_rng_layer(model, [&](std::uint64_t&, std::uint64_t&) { ++n_rng; });
   std::vector<std::int64_t> rng_seed(n_rng), rng_calls(n_rng);
   std::vector<sched_field> sf;
   if constexpr (!std::is_same_v<Sched, no_scheduler>) sf = scheduler_fields(*sched);
@@ -442,7 +428,7 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
   opt.set_steps(to_u64(steps));
   opt.set_lr(lr); // validated above
   std::size_t r = 0;
-  for_each_rng_layer(model, [&](std::uint64_t& s, std::uint64_t& c) {
+  nn::for_each_rng_layer(model, [&](std::uint64_t& s, std::uint64_t& c) {
     s = to_u64(rng_seed[r]);
     c = to_u64(rng_calls[r]);
     ++r;

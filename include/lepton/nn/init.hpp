@@ -4,14 +4,21 @@
 ///
 /// Deterministic on every platform: values come from `std::mt19937_64` through lepton's own
 /// uniform and Box-Muller transforms (the standard distributions are implementation-defined).
-/// Fan-in/fan-out follow lepton's layouts: a rank-2 weight is (in, out); a rank-4 weight is a
-/// convolution (out_channels, in_channels, kh, kw). Rank-1 parameters (biases) are set to zero by
-/// every scheme except `constant`.
+/// **Fan-in and fan-out come from the layer**: a layer declares them for each weight with a member
+/// `lepton_fans(declare)` calling `declare(param, fan_in, fan_out)` (linear: In, Out; conv2d: InC
+/// and OutC times the kernel area), so a rank-2 table that is not an (in, out) matrix (an
+/// embedding) is initialised by its own rule, not by its rank. A parameter no layer declares (a
+/// raw `lepton::param` member of a user's struct) follows the convention of lepton's layouts: rank
+/// 2 is (in, out), rank 3 or more is (out, in, kernel...). Rank-1 parameters nobody declares
+/// (biases) are set to zero by every scheme except `constant`.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "../core/error.hpp"
 #include "layer.hpp"
@@ -49,6 +56,12 @@ inline double standard_normal(std::mt19937_64& rng) {
   if (u1 < 1e-300) u1 = 1e-300;
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
+/// A weight's fans as a layer declared them (nn::init collects these before drawing).
+struct declared_fans {
+  void const* param;
+  double in, out;
+};
+/// The convention for a parameter no layer declares (see the file comment).
 template <class P> void fans(P const&, double& fan_in, double& fan_out) {
   constexpr auto d = P::static_dims::values;
   if constexpr (P::rank == 2) {
@@ -65,8 +78,11 @@ template <class P> void fans(P const&, double& fan_in, double& fan_out) {
 }
 } // namespace detail
 
-/// @brief Initialises one parameter with a scheme and an RNG.
-template <class Scheme, class P> void apply(Scheme const& s, P& p, std::mt19937_64& rng) {
+/// @brief Initialises one parameter with a scheme and an RNG. `declared` (optional) holds the
+///        fan-in and fan-out its layer declared; without it, the layout convention of the file
+///        comment applies.
+template <class Scheme, class P>
+void apply(Scheme const& s, P& p, std::mt19937_64& rng, detail::declared_fans const* declared = nullptr) {
   using T = typename P::value_type;
   T* v = p.value.data();
   std::size_t const n = p.value.size();
@@ -74,12 +90,20 @@ template <class Scheme, class P> void apply(Scheme const& s, P& p, std::mt19937_
     for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(s.value);
     return;
   } else {
-    if (P::rank < 2 || std::is_same_v<Scheme, zeros>) {
+    if ((P::rank < 2 && !declared) || std::is_same_v<Scheme, zeros>) {
       for (std::size_t i = 0; i < n; ++i) v[i] = T(0);
       return;
     }
     double fi, fo;
-    detail::fans(p, fi, fo);
+    if (declared) {
+      fi = declared->in;
+      fo = declared->out;
+    } else {
+      detail::fans(p, fi, fo);
+    }
+    if (!(fi > 0) || !(fo > 0))
+      throw value_error("init: a parameter of " + std::to_string(n) + " elements has fan-in " +
+                        std::to_string(fi) + " and fan-out " + std::to_string(fo) + "; both must be > 0");
     if constexpr (std::is_same_v<Scheme, kaiming_uniform> || std::is_same_v<Scheme, xavier_uniform>) {
       double b = std::is_same_v<Scheme, kaiming_uniform> ? s.gain * std::sqrt(3.0 / fi)
                                                          : s.gain * std::sqrt(6.0 / (fi + fo));
@@ -104,10 +128,19 @@ namespace lepton::nn {
 /// statistics) are then reset to it instead of keeping the scheme's values.
 /// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);`
 template <class Model, class Scheme> void init(Model& model, Scheme const& scheme, std::uint64_t seed) {
+  std::vector<init::detail::declared_fans> declared;
+  for_each_object(model, [&](auto& obj) {
+    if constexpr (requires { obj.lepton_fans([](auto&, double, double) {}); })
+      obj.lepton_fans([&](auto& p, double fan_in, double fan_out) {
+        declared.push_back({static_cast<void const*>(&p), fan_in, fan_out});
+      });
+  });
   std::uint64_t index = 0;
   for_each_parameter(model, [&](std::string_view, auto& p) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + (++index) * 0xBF58476D1CE4E5B9ull);
-    init::apply(scheme, p, rng);
+    auto it = std::find_if(declared.begin(), declared.end(),
+                           [&](init::detail::declared_fans const& d) { return d.param == &p; });
+    init::apply(scheme, p, rng, it == declared.end() ? nullptr : &*it);
   });
   for_each_object(model, [](auto& obj) {
     if constexpr (requires { obj.lepton_reset_parameters(); }) obj.lepton_reset_parameters();

@@ -14,6 +14,8 @@
 /// order, so optimizers and checkpoints see every parameter of any nesting of layers, structs,
 /// `std::array`s and `sequential`s without registration code.
 
+#include <concepts>
+#include <cstdint>
 #include <type_traits>
 
 #include "reflect.hpp"
@@ -37,6 +39,23 @@ template <class M, class F> void walk_objects(M& m, F& f) {
 
 /// @brief Calls f(obj) for the model and every layer/struct nested in it (depth first).
 template <class Model, class F> void for_each_object(Model& model, F&& f) { detail::walk_objects(model, f); }
+
+/// @brief Satisfied by layers that draw random numbers from a (seed, call counter) pair, like
+///        nn::dropout: `seed` and `calls` are `std::uint64_t` members. Checkpoints save both,
+///        distributed training broadcasts or decorrelates them.
+template <class L>
+concept rng_layer = requires(L& l) {
+  { l.seed } -> std::same_as<std::uint64_t&>;
+  { l.calls } -> std::same_as<std::uint64_t&>;
+};
+
+/// @brief Calls `f(seed&, calls&)` for every rng_layer of the model, in for_each_object order.
+/// **Example**: `lepton::nn::for_each_rng_layer(model, [](std::uint64_t& s, std::uint64_t&) { s ^= 1; });`
+template <class Model, class F> void for_each_rng_layer(Model& model, F&& f) {
+  for_each_object(model, [&](auto& obj) {
+    if constexpr (rng_layer<std::remove_cvref_t<decltype(obj)>>) f(obj.seed, obj.calls);
+  });
+}
 
 /// @brief Switches every layer with a `training` flag (dropout, batch norm) to training or evaluation.
 /// **Example**: `lepton::nn::set_training(model, false); // inference: dropout off`

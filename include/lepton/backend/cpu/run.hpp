@@ -35,6 +35,10 @@ template <class E> struct runner<cpu_backend, E> {
 
   template <class Dst> static void assign(Dst& dst, E const& e) {
     using D = std::remove_cvref_t<Dst>;
+    static_assert(
+        diagnostic::shapes<assignable_shapes<typename D::static_dims, typename E::static_dims>::value,
+                           diagnostic::assignment_shapes_differ, typename D::static_dims,
+                           typename E::static_dims>()); // the first error line names both shapes
     static_assert(assignable_shapes<typename D::static_dims, typename E::static_dims>::value,
                   "lepton: the expression's static shape does not fit the destination's");
     using T = typename D::value_type;

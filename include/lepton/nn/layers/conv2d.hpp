@@ -33,6 +33,10 @@ struct conv2d {
   param<T, OutC, InC, KH, KW> weight; ///< (OutC, InC, KH, KW)
   [[no_unique_address]] std::conditional_t<Bias, param<T, OutC>, detail::no_parameter> bias; ///< (OutC)
   static constexpr std::array<char const*, 2> lepton_names{"weight", "bias"};
+  /// The init schemes' fan-in and fan-out of the weight (nn::init): InC and OutC times the kernel area.
+  template <class F> void lepton_fans(F&& declare) {
+    declare(weight, double(InC * KH * KW), double(OutC * KH * KW));
+  }
 
   template <operand X> auto operator()(X&& x) const {
     using E = lepton::detail::expr_of<X>;

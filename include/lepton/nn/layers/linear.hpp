@@ -20,6 +20,8 @@ template <std::size_t In, std::size_t Out, class T = float> struct linear {
   param<T, In, Out> weight; ///< (In, Out)
   param<T, Out> bias;       ///< (Out)
   static constexpr std::array<char const*, 2> lepton_names{"weight", "bias"};
+  /// The init schemes' fan-in and fan-out of the weight (nn::init): In and Out.
+  template <class F> void lepton_fans(F&& declare) { declare(weight, double(In), double(Out)); }
 
   template <operand X> auto operator()(X&& x) const {
     using E = lepton::detail::expr_of<X>;
