@@ -45,10 +45,7 @@ below["dist"] = below["train"] + ["train"]
 below["cuda"] = below["backend/device"] + ["backend/device", "dist"]  # nccl.cuh uses dist's MPI
 # Known breaks of the rule, to be removed by core v2: (file, included folder) -> issue. P11 removed
 # the five of expr/ and autodiff/ (the CPU evaluators moved to backend/cpu/).
-KNOWN = {
-    ("io/checkpoint.hpp", "nn"): "P12: training checkpoints move to train/, io keeps the file format",
-    ("io/checkpoint.hpp", "optim"): "P12: as above",
-}
+KNOWN = {}  # P12 moved training checkpoints to train/ (io/model_file.hpp keeps the file format)
 
 def folder_of(rel):  # rel: path under include/lepton or cuda/include/lepton
     parts = rel.split("/")

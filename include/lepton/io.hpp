@@ -13,10 +13,12 @@
 /// ```
 
 #include "io/atomic_file.hpp"
-#include "io/checkpoint.hpp"
 #include "io/dtype.hpp"
 #include "io/dyn_tensor.hpp"
+#include "io/model_file.hpp"
 #include "io/npy.hpp"
 #include "io/npz.hpp"
 #include "io/reader.hpp"
 #include "io/safetensors.hpp"
+// Models and training checkpoints: they list the model with nn::model_view, so they live in train/.
+#include "train/checkpoint.hpp"

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <type_traits>
 
-#include "../io/checkpoint.hpp"
+#include "../train/checkpoint.hpp"
 #include "collectives.hpp"
 #include "environment.hpp"
 
@@ -32,10 +32,11 @@ void broadcast_scheduler_state(communicator const& c, Sched& s, int root = 0) {
 
 namespace detail {
 template <class Model> void broadcast_rng_layers(communicator const& c, Model& model, int root) {
-  nn::for_each_rng_layer(model, [&](std::uint64_t& seed, std::uint64_t& calls) {
-    seed = broadcast_value(c, seed, root);
-    calls = broadcast_value(c, calls, root);
-  });
+  nn::model_view const view(model);
+  for (auto const& r : view.rng_layers()) {
+    *r.seed = broadcast_value(c, *r.seed, root);
+    *r.calls = broadcast_value(c, *r.calls, root);
+  }
 }
 inline void broadcast_train_state(communicator const& c, io::train_state& st, int root) {
   std::uint64_t v[3] = {st.epoch, st.step, st.seed};

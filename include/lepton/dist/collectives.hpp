@@ -17,7 +17,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "../nn/reflect.hpp"
+#include "../nn/model_view.hpp"
 #include "../optim/optimizer.hpp"
 #include "environment.hpp"
 
@@ -106,14 +106,19 @@ inline bool all_ranks(communicator const& c, bool v) {
 /// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, seed); lepton::dist::broadcast_parameters(comm, model);`
 template <class Model> void broadcast_parameters(communicator const& c, Model& model, int root = 0) {
   if (!c.distributed()) return;
+  nn::model_view const view(model);
   std::vector<MPI_Request> reqs;
-  nn::for_each_parameter(model, [&](std::string_view, auto& p) {
-    using T = typename std::remove_cvref_t<decltype(p)>::value_type;
+  reqs.reserve(view.parameters().size());
+  for (auto const& p : view.parameters()) {
+    MPI_Datatype const type = p.type == dtype::f64 ? detail::mpi_type<double>() : detail::mpi_type<float>();
+    if (p.type != dtype::f32 && p.type != dtype::f64)
+      throw value_error("dist::broadcast_parameters: parameter '" + p.name + "' is " +
+                        std::string(to_string(p.type)) + "; only F32 and F64 parameters are broadcast");
     reqs.push_back(MPI_REQUEST_NULL);
-    detail::check(MPI_Ibcast(p.value.data(), detail::mpi_count(p.value.size(), "broadcast_parameters"),
-                             detail::mpi_type<T>(), root, c.get(), &reqs.back()),
+    detail::check(MPI_Ibcast(p.value, detail::mpi_count(p.size, "broadcast_parameters"), type, root, c.get(),
+                             &reqs.back()),
                   "MPI_Ibcast(parameters)");
-  });
+  }
   detail::wait_all(c, reqs, "broadcast of the parameters");
 }
 
@@ -141,11 +146,12 @@ void broadcast_optimizer_state(communicator const& c, Opt& opt, int root = 0) {
 ///        on two ranks exactly when (barring collisions) their parameters are bit-identical.
 template <class Model> std::uint64_t parameters_fingerprint(Model& model) {
   std::uint64_t h = 0xcbf29ce484222325ull;
-  nn::for_each_parameter(model, [&](std::string_view, auto& p) {
-    auto const* bytes = reinterpret_cast<unsigned char const*>(p.value.data());
-    std::size_t const n = p.value.size() * sizeof(*p.value.data());
+  nn::model_view const view(model);
+  for (auto const& p : view.parameters()) {
+    auto const* bytes = static_cast<unsigned char const*>(p.value);
+    std::size_t const n = p.size * itemsize(p.type);
     for (std::size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
-  });
+  }
   return h;
 }
 

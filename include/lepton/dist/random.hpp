@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "../data/shuffle.hpp"
-#include "../nn/layer.hpp"
+#include "../nn/model_view.hpp"
 #include "environment.hpp"
 
 namespace lepton::dist {
@@ -24,9 +24,9 @@ namespace lepton::dist {
 /// **Example**: `lepton::dist::decorrelate_dropout(comm, model);`
 template <class Model> void decorrelate_dropout(communicator const& c, Model& model) {
   if (c.rank() == 0) return;
-  nn::for_each_rng_layer(model, [&](std::uint64_t& seed, std::uint64_t&) {
-    seed = data::splitmix64(seed ^ data::splitmix64(std::uint64_t(c.rank())));
-  });
+  nn::model_view const view(model);
+  for (auto const& r : view.rng_layers())
+    *r.seed = data::splitmix64(*r.seed ^ data::splitmix64(std::uint64_t(c.rank())));
 }
 
 } // namespace lepton::dist

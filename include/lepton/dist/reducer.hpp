@@ -53,7 +53,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "../nn/reflect.hpp"
+#include "../nn/model_view.hpp"
 #include "../optim/optimizer.hpp"
 #include "environment.hpp"
 
@@ -206,14 +206,9 @@ public:
   /// optimizers do; either may be made first). The model and `c` must outlive the reducer.
   template <class Model> grad_reducer(communicator const& c, Model& model, reducer_options const& o = {})
       : m_comm(&c), m_opt(o) {
-    nn::for_each_parameter(model, [&](std::string_view, auto& p) {
-      using P = std::remove_cvref_t<decltype(p)>;
-      static_assert(std::is_same_v<typename P::value_type, T>,
-                    "lepton::dist::grad_reducer: every parameter must have the reducer's element type");
-      if (p.grad.shape() != p.value.shape()) p.grad = typename P::tensor_type(p.value.shape());
-      m_slots.push_back({p.grad.data(), p.value.size(), &p.frozen});
-      m_total += p.value.size();
-    });
+    nn::model_view const view(model, nn::gradients::allocate, nn::element<T>);
+    for (auto const& p : view.parameters()) m_slots.push_back({p.grads<T>(), p.size, p.frozen});
+    m_total = view.parameter_scalars();
     if (m_slots.empty()) throw value_error("dist::grad_reducer: the model has no parameters");
     std::size_t const n = std::size_t(c.size());
     std::size_t const cap = m_total + o.extra;

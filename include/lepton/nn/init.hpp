@@ -22,7 +22,7 @@
 
 #include "../core/error.hpp"
 #include "layer.hpp"
-#include "reflect.hpp"
+#include "model_view.hpp"
 
 namespace lepton::init {
 
@@ -56,41 +56,36 @@ inline double standard_normal(std::mt19937_64& rng) {
   if (u1 < 1e-300) u1 = 1e-300;
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
-/// A weight's fans as a layer declared them (nn::init collects these before drawing).
+/// A weight's fans as a layer declared them (nn::model_view collects them).
 struct declared_fans {
-  void const* param;
   double in, out;
 };
-/// The convention for a parameter no layer declares (see the file comment).
-template <class P> void fans(P const&, double& fan_in, double& fan_out) {
-  constexpr auto d = P::static_dims::values;
-  if constexpr (P::rank == 2) {
+/// The convention for a parameter no layer declares (see the file comment), from its shape.
+inline void fans(std::vector<std::size_t> const& d, double& fan_in, double& fan_out) {
+  if (d.size() == 2) {
     fan_in = double(d[0]);
     fan_out = double(d[1]);
-  } else if constexpr (P::rank >= 3) {
+  } else if (d.size() >= 3) {
     double receptive = 1;
-    for (std::size_t i = 2; i < P::rank; ++i) receptive *= double(d[i]);
+    for (std::size_t i = 2; i < d.size(); ++i) receptive *= double(d[i]);
     fan_in = double(d[1]) * receptive;
     fan_out = double(d[0]) * receptive;
   } else {
-    fan_in = fan_out = double(P::size);
+    double n = 1;
+    for (auto x : d) n *= double(x);
+    fan_in = fan_out = n;
   }
 }
-} // namespace detail
 
-/// @brief Initialises one parameter with a scheme and an RNG. `declared` (optional) holds the
-///        fan-in and fan-out its layer declared; without it, the layout convention of the file
-///        comment applies.
-template <class Scheme, class P>
-void apply(Scheme const& s, P& p, std::mt19937_64& rng, detail::declared_fans const* declared = nullptr) {
-  using T = typename P::value_type;
-  T* v = p.value.data();
-  std::size_t const n = p.value.size();
+/// Fills n values of one tensor of shape `shape` with a scheme (the whole rule set of `apply`).
+template <class Scheme, class T> void fill(Scheme const& s, T* v, std::vector<std::size_t> const& shape,
+                                           std::size_t n, std::mt19937_64& rng,
+                                           declared_fans const* declared) {
   if constexpr (std::is_same_v<Scheme, constant>) {
     for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(s.value);
     return;
   } else {
-    if ((P::rank < 2 && !declared) || std::is_same_v<Scheme, zeros>) {
+    if ((shape.size() < 2 && !declared) || std::is_same_v<Scheme, zeros>) {
       for (std::size_t i = 0; i < n; ++i) v[i] = T(0);
       return;
     }
@@ -99,7 +94,7 @@ void apply(Scheme const& s, P& p, std::mt19937_64& rng, detail::declared_fans co
       fi = declared->in;
       fo = declared->out;
     } else {
-      detail::fans(p, fi, fo);
+      fans(shape, fi, fo);
     }
     if (!(fi > 0) || !(fo > 0))
       throw value_error("init: a parameter of " + std::to_string(n) + " elements has fan-in " +
@@ -107,13 +102,40 @@ void apply(Scheme const& s, P& p, std::mt19937_64& rng, detail::declared_fans co
     if constexpr (std::is_same_v<Scheme, kaiming_uniform> || std::is_same_v<Scheme, xavier_uniform>) {
       double b = std::is_same_v<Scheme, kaiming_uniform> ? s.gain * std::sqrt(3.0 / fi)
                                                          : s.gain * std::sqrt(6.0 / (fi + fo));
-      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>((2 * detail::uniform01(rng) - 1) * b);
+      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>((2 * uniform01(rng) - 1) * b);
     } else if constexpr (std::is_same_v<Scheme, kaiming_normal> || std::is_same_v<Scheme, xavier_normal>) {
       double sd = std::is_same_v<Scheme, kaiming_normal> ? s.gain / std::sqrt(fi)
                                                          : s.gain * std::sqrt(2.0 / (fi + fo));
-      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(detail::standard_normal(rng) * sd);
+      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<T>(standard_normal(rng) * sd);
     }
   }
+}
+} // namespace detail
+
+/// @brief Initialises one parameter with a scheme and an RNG. `declared` (optional) holds the
+///        fan-in and fan-out its layer declared; without it, the layout convention of the file
+///        comment applies.
+template <class Scheme, class P>
+  requires parameter<P>
+void apply(Scheme const& s, P& p, std::mt19937_64& rng, detail::declared_fans const* declared = nullptr) {
+  auto sh = p.value.shape();
+  detail::fill(s, p.value.data(), std::vector<std::size_t>(sh.begin(), sh.end()), p.value.size(), rng,
+               declared);
+}
+
+/// @brief Initialises one parameter of a model_view with a scheme and an RNG, using the fans its
+///        layer declared (else the layout convention). Throws value_error for a parameter that is
+///        not float or double.
+template <class Scheme> void apply(Scheme const& s, nn::model_tensor const& p, std::mt19937_64& rng) {
+  detail::declared_fans const d{p.fan_in, p.fan_out};
+  detail::declared_fans const* declared = p.has_fans ? &d : nullptr;
+  if (p.type == dtype::f32)
+    detail::fill(s, p.values<float>(), p.shape, p.size, rng, declared);
+  else if (p.type == dtype::f64)
+    detail::fill(s, p.values<double>(), p.shape, p.size, rng, declared);
+  else
+    throw value_error("init: parameter '" + p.name + "' has element type " + std::string(to_string(p.type)) +
+                      "; only F32 and F64 parameters are initialised");
 }
 
 } // namespace lepton::init
@@ -128,20 +150,12 @@ namespace lepton::nn {
 /// statistics) are then reset to it instead of keeping the scheme's values.
 /// **Example**: `lepton::nn::init(model, lepton::init::kaiming_uniform{}, 42);`
 template <class Model, class Scheme> void init(Model& model, Scheme const& scheme, std::uint64_t seed) {
-  std::vector<init::detail::declared_fans> declared;
-  for_each_object(model, [&](auto& obj) {
-    if constexpr (requires { obj.lepton_fans([](auto&, double, double) {}); })
-      obj.lepton_fans([&](auto& p, double fan_in, double fan_out) {
-        declared.push_back({static_cast<void const*>(&p), fan_in, fan_out});
-      });
-  });
+  model_view const view(model);
   std::uint64_t index = 0;
-  for_each_parameter(model, [&](std::string_view, auto& p) {
+  for (auto const& p : view.parameters()) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + (++index) * 0xBF58476D1CE4E5B9ull);
-    auto it = std::find_if(declared.begin(), declared.end(),
-                           [&](init::detail::declared_fans const& d) { return d.param == &p; });
-    init::apply(scheme, p, rng, it == declared.end() ? nullptr : &*it);
-  });
+    init::apply(scheme, p, rng);
+  }
   for_each_object(model, [](auto& obj) {
     if constexpr (requires { obj.lepton_reset_parameters(); }) obj.lepton_reset_parameters();
   });

@@ -22,23 +22,11 @@
 
 namespace lepton::nn {
 
-namespace detail {
-template <class M, class F> void walk_objects(M& m, F& f) {
-  using U = std::remove_cv_t<M>;
-  f(m);
-  if constexpr (parameter<U>) {
-  } else if constexpr (requires { m.lepton_for_each_layer([](auto&) {}); }) {
-    m.lepton_for_each_layer([&](auto& sub) { walk_objects(sub, f); });
-  } else if constexpr (is_std_array<U>::value || std::is_array_v<U>) {
-    for (auto& e : m) walk_objects(e, f);
-  } else if constexpr (reflectable<U>()) {
-    std::apply([&](auto&... field) { (walk_objects(field, f), ...); }, tie_fields(m));
-  }
-}
-} // namespace detail
-
 /// @brief Calls f(obj) for the model and every layer/struct nested in it (depth first).
-template <class Model, class F> void for_each_object(Model& model, F&& f) { detail::walk_objects(model, f); }
+template <class Model, class F> void for_each_object(Model& model, F&& f) {
+  detail::object_visitor<F> v{f};
+  detail::visit(model, std::string(), v);
+}
 
 /// @brief Satisfied by layers that draw random numbers from a (seed, call counter) pair, like
 ///        nn::dropout: `seed` and `calls` are `std::uint64_t` members. Checkpoints save both,

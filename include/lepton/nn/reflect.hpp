@@ -1,7 +1,8 @@
 #pragma once
 /// @file reflect.hpp
-/// @brief Finding the parameters of a model: a plain aggregate of layers, nested aggregates,
-///        `std::array`s and C arrays of them, reflected like Boost.PFR does (see fields.hpp).
+/// @brief Walking a model: a plain aggregate of layers, nested aggregates, `std::array`s and C
+///        arrays of them, reflected like Boost.PFR does (see fields.hpp). `detail::visit` is the one
+///        walk; for_each_parameter, for_each_buffer, nn::for_each_object and nn::model_view use it.
 ///
 /// **Naming scheme** (used by checkpoints): a parameter's name is the dot-joined path from the
 /// model to it. Each step is the member's name when the type gives names with a
@@ -15,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../core/dtype.hpp"
 #include "../core/param.hpp"
 #include "fields.hpp"
 
@@ -43,9 +45,13 @@ template <class T> constexpr bool reflectable() {
   return std::is_aggregate_v<U> && std::is_class_v<U> && !is_std_array<U>::value;
 }
 
-template <class M, class F> void walk(M& m, std::string const& prefix, F& f);
+template <class T> struct is_static_tensor : std::false_type {};
+template <class T, std::size_t... D> struct is_static_tensor<tensor<T, D...>>
+    : std::bool_constant<dims<D...>::dynamic_count == 0> {};
 
-template <class M, class F> void walk_fields(M& m, std::string const& prefix, F& f) {
+template <class M, class V> void visit(M& m, std::string const& prefix, V& v);
+
+template <class M, class V> void visit_fields(M& m, std::string const& prefix, V& v) {
   using U = std::remove_cv_t<M>;
   std::size_t i = 0;
   std::apply(
@@ -60,7 +66,7 @@ template <class M, class F> void walk_fields(M& m, std::string const& prefix, F&
         name = std::to_string(i);
       }
       ++i;
-      walk(fld, join(prefix, name), f);
+      visit(fld, join(prefix, name), v);
     };
     (one(field), ...);
     (void)one;
@@ -68,20 +74,45 @@ template <class M, class F> void walk_fields(M& m, std::string const& prefix, F&
       tie_fields(m));
 }
 
-template <class M, class F> void walk(M& m, std::string const& prefix, F& f) {
+/// **The** walk over a model (every other traversal of a model is built on it: for_each_parameter,
+/// for_each_buffer, for_each_object, model_view). Depth first, in declaration order, it calls
+/// `v.object(obj)` for the model and every sub-object (when V has `object`), then
+/// `v.parameter(name, p)` for a `lepton::param` and `v.buffer(name, t)` for a `lepton::tensor` with
+/// static dimensions and a storable element type (when V has them), and descends into custom walks
+/// (`lepton_for_each_parameter`), `std::array`s, C arrays and reflectable aggregates.
+template <class M, class V> void visit(M& m, std::string const& prefix, V& v) {
   using U = std::remove_cv_t<M>;
+  if constexpr (requires { v.object(m); }) v.object(m);
   if constexpr (parameter<U>) {
-    f(std::string_view(prefix), m);
+    if constexpr (requires { v.parameter(std::string_view(prefix), m); })
+      v.parameter(std::string_view(prefix), m);
+  } else if constexpr (is_static_tensor<U>::value) {
+    if constexpr (storable_element<typename U::value_type> &&
+                  requires { v.buffer(std::string_view(prefix), m); })
+      v.buffer(std::string_view(prefix), m);
   } else if constexpr (has_custom_walk<U>) {
-    m.lepton_for_each_parameter([&](std::string_view name, auto& p) { walk(p, join(prefix, name), f); });
+    m.lepton_for_each_parameter([&](std::string_view name, auto& sub) { visit(sub, join(prefix, name), v); });
   } else if constexpr (is_std_array<U>::value || std::is_array_v<U>) {
     std::size_t i = 0;
-    for (auto& e : m) walk(e, join(prefix, std::to_string(i++)), f);
+    for (auto& e : m) visit(e, join(prefix, std::to_string(i++)), v);
   } else if constexpr (reflectable<U>()) {
-    walk_fields(m, prefix, f);
+    visit_fields(m, prefix, v);
   }
-  // anything else (numbers, flags, empty layers) holds no parameters
+  // anything else (numbers, flags, empty layers) holds nothing to visit
 }
+
+template <class F> struct parameter_visitor {
+  F& f;
+  template <class P> void parameter(std::string_view name, P& p) { f(name, p); }
+};
+template <class F> struct buffer_visitor {
+  F& f;
+  template <class B> void buffer(std::string_view name, B& b) { f(name, b); }
+};
+template <class F> struct object_visitor {
+  F& f;
+  template <class O> void object(O& o) { f(o); }
+};
 
 template <class T> constexpr std::size_t count_params();
 template <class Tuple, std::size_t... I> constexpr std::size_t count_fields(std::index_sequence<I...>) {
@@ -108,7 +139,18 @@ template <class T> constexpr std::size_t count_params() {
 /// @brief Calls `f(name, param)` for every parameter of `model`, in declaration order.
 /// **Example**: `lepton::nn::for_each_parameter(model, [](std::string_view n, auto& p) { std::cout << n << '\n'; });`
 template <class Model, class F> void for_each_parameter(Model& model, F&& f) {
-  detail::walk(model, std::string(), f);
+  detail::parameter_visitor<F> v{f};
+  detail::visit(model, std::string(), v);
+}
+
+/// @brief Calls `f(name, tensor)` for every buffer of `model`: a `lepton::tensor` member with static
+///        dimensions and a storable element type (batch_norm's `running_mean`), named like the
+///        parameters (`bn1.running_mean`), in declaration order. Checkpoints save them after the
+///        parameters.
+/// **Example**: `lepton::nn::for_each_buffer(model, [](std::string_view n, auto& t) { t.fill(0); });`
+template <class Model, class F> void for_each_buffer(Model& model, F&& f) {
+  detail::buffer_visitor<F> v{f};
+  detail::visit(model, std::string(), v);
 }
 
 /// @brief The number of scalar parameters of a model type, computed at compile time.

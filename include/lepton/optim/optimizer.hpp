@@ -26,7 +26,7 @@
 #include "../core/memory.hpp"
 #include "../core/parallel.hpp"
 #include "../eval/simd.hpp"
-#include "../nn/reflect.hpp"
+#include "../nn/model_view.hpp"
 #include "rules.hpp"
 
 namespace lepton::optim {
@@ -101,18 +101,15 @@ private:
   T* m_p = nullptr;
 };
 
-/// Collects the parameters of a model; allocates their gradients so their addresses stay put.
+/// Collects the parameters of a model (nn::model_view); allocates their gradients so their
+/// addresses stay put.
 template <class T, class Model> std::vector<slot<T>> collect(Model& model, std::size_t& total) {
+  nn::model_view const view(model, nn::gradients::allocate, nn::element<T>);
   std::vector<slot<T>> slots;
-  total = 0;
-  nn::for_each_parameter(model, [&](std::string_view name, auto& p) {
-    using P = std::remove_cvref_t<decltype(p)>;
-    static_assert(std::is_same_v<typename P::value_type, T>,
-                  "lepton: every parameter must have the optimizer's element type (use e.g. adam<double>)");
-    if (p.grad.shape() != p.value.shape()) p.grad = typename P::tensor_type(p.value.shape());
-    slots.push_back({p.value.data(), p.grad.data(), p.value.size(), &p.frozen, total, std::string(name)});
-    total += p.value.size();
-  });
+  slots.reserve(view.parameters().size());
+  for (auto const& p : view.parameters())
+    slots.push_back({p.values<T>(), p.grads<T>(), p.size, p.frozen, p.offset, p.name});
+  total = view.parameter_scalars();
   if (slots.empty()) throw value_error("optimizer: the model has no parameters");
   return slots;
 }

@@ -1,6 +1,7 @@
 #pragma once
 /// @file checkpoint.hpp
-/// @brief Models and training checkpoints in the safetensors format.
+/// @brief Saving and restoring models and training runs: save_model / load_model, save_checkpoint /
+///        load_checkpoint and the checkpointer (names in `lepton::io`, file layout in io/model_file.hpp).
 ///
 /// - `save_model` / `load_model`: a model's parameters under their reflected names (`fc1.weight`,
 ///   `0.bias`, see nn/reflect.hpp), then its buffers (`lepton::tensor` members with static dimensions,
@@ -16,9 +17,13 @@
 /// Every load validates the whole file and every name, dtype, shape and value against the model and
 /// optimizer before it writes anything (strong guarantee: on any exception they are unchanged).
 /// See docs/io.md, section "Checkpoints", for the file layout.
+///
+/// **Where it lives.** The file format (io/model_file.hpp, io/safetensors.hpp) depends on core only;
+/// this header lists a model's tensors with nn::model_view and an optimizer's state, so it sits above
+/// nn and optim, in train/. The names stay in `lepton::io` (`lepton::io::save_checkpoint`), where
+/// they have always been.
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -37,147 +42,23 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../core/param.hpp"
-#include "../nn/layer.hpp"
-#include "../nn/reflect.hpp"
+#include "../io/atomic_file.hpp"
+#include "../io/model_file.hpp"
+#include "../io/safetensors.hpp"
+#include "../nn/model_view.hpp"
 #include "../optim/optimizer.hpp"
 #include "../optim/scheduler.hpp"
-#include "atomic_file.hpp"
-#include "dtype.hpp"
-#include "dyn_tensor.hpp"
-#include "reader.hpp"
-#include "safetensors.hpp"
 
 namespace lepton::io {
 
-/// @brief The `__metadata__` value of `format` that marks a lepton checkpoint.
-inline constexpr std::string_view checkpoint_format = "lepton.checkpoint";
-/// @brief The checkpoint layout version written (and the only one read) by this lepton.
-inline constexpr std::string_view checkpoint_format_version = "1";
-
-/// @brief How `load_model` matches the file with the model.
-///
-/// **Example**: `lepton::io::load_model("backbone.safetensors", model, {.allow_missing = true});`
-struct model_load_options {
-  /// Parameters that the file does not hold keep their values (else: format_error).
-  bool allow_missing = false;
-  /// Tensors of the file that name no parameter are ignored (else: format_error). The optimizer,
-  /// training and scheduler entries of a lepton checkpoint are always ignored by load_model.
-  bool allow_unexpected = false;
-  /// Limits applied while reading the file.
-  load_options limits{};
-};
-
-/// @brief The training loop's position, saved with a checkpoint.
-///
-/// `epoch` is the number of completed epochs: resume with `fit_options::start_epoch = epoch`.
-/// The `std::uint64_t` fields are stored as I64 tensors with the same bits.
-///
-/// **Example**:
-/// ```
-/// lepton::io::train_state st{.epoch = 2, .step = opt.steps(), .seed = 9};
-/// lepton::io::save_checkpoint("ckpt.safetensors", model, opt, st);
-/// ```
-struct train_state {
-  std::uint64_t epoch = 0; ///< epochs completed
-  std::uint64_t step = 0;  ///< optimizer steps (batches) completed
-  std::uint64_t seed = 0;  ///< the data loader's seed (fit_options::seed)
-  /// Free-form strings saved in `__metadata__` and given back by load_checkpoint. The keys `format`,
-  /// `format_version`, `optimizer_state`, `epoch` and `step` are lepton's (a value_error when saving).
-  std::map<std::string, std::string> metadata{};
-};
-
 namespace detail {
 
-/// One parameter of a model, as the checkpoint code sees it.
-struct ckpt_param {
-  std::string name;
-  dtype type;
-  std::vector<std::size_t> shape;
-  std::size_t size;
-  void* data;
-};
-
-/// The parameters of a model in reflection order. Only reads the model (the const_cast lets
-/// the const overloads reuse nn::for_each_parameter, whose custom walks are non-const).
-template <class Model> std::vector<ckpt_param> model_params(Model const& model) {
-  std::vector<ckpt_param> out;
-  nn::for_each_parameter(const_cast<Model&>(model), [&](std::string_view name, auto& p) {
-    using P = std::remove_cvref_t<decltype(p)>;
-    auto s = p.value.shape();
-    out.push_back({std::string(name), dtype_of<typename P::value_type>,
-                   std::vector<std::size_t>(s.begin(), s.end()), p.value.size(),
-                   static_cast<void*>(p.value.data())});
-  });
+/// Every tensor a model file holds, as model_view lists them: the parameters, then the buffers.
+inline std::vector<nn::model_tensor> model_tensors(nn::model_view const& view) {
+  std::vector<nn::model_tensor> out = view.parameters();
+  out.insert(out.end(), view.buffers().begin(), view.buffers().end());
   return out;
 }
-
-template <class T> struct is_static_tensor : std::false_type {};
-template <class T, std::size_t... D> struct is_static_tensor<tensor<T, D...>>
-    : std::bool_constant<dims<D...>::dynamic_count == 0> {};
-
-/// Walks a model like nn::for_each_parameter and calls f(name, tensor&) for every `lepton::tensor`
-/// member with static dimensions (a buffer, such as batch_norm's running statistics).
-template <class M, class F> void walk_buffers(M& m, std::string const& prefix, F& f) {
-  using U = std::remove_cv_t<M>;
-  namespace nd = nn::detail;
-  if constexpr (parameter<U>) {
-  } else if constexpr (is_static_tensor<U>::value) {
-    if constexpr (storable_element<typename U::value_type>) f(prefix, m);
-  } else if constexpr (nd::has_custom_walk<U>) {
-    m.lepton_for_each_parameter(
-        [&](std::string_view name, auto& sub) { walk_buffers(sub, nd::join(prefix, name), f); });
-  } else if constexpr (nd::is_std_array<U>::value || std::is_array_v<U>) {
-    std::size_t i = 0;
-    for (auto& e : m) walk_buffers(e, nd::join(prefix, std::to_string(i++)), f);
-  } else if constexpr (nd::reflectable<U>()) {
-    std::size_t i = 0;
-    std::apply(
-        [&](auto&... field) {
-      auto one = [&](auto& fld) {
-        std::string name;
-        if constexpr (nd::has_names<U>)
-          name = U::lepton_names[i];
-        else
-          name = std::to_string(i);
-        ++i;
-        walk_buffers(fld, nd::join(prefix, name), f);
-      };
-      (one(field), ...);
-      (void)one;
-        },
-        nd::tie_fields(m));
-  }
-}
-
-/// What a model file holds: the parameters (reflection order), then the buffers.
-template <class Model> std::vector<ckpt_param> model_tensors(Model const& model) {
-  std::vector<ckpt_param> out = model_params(model);
-  auto add = [&](std::string const& name, auto& t) {
-    using V = typename std::remove_cvref_t<decltype(t)>::value_type;
-    auto s = t.shape();
-    out.push_back({name, dtype_of<V>, std::vector<std::size_t>(s.begin(), s.end()), t.size(),
-                   static_cast<void*>(t.data())});
-  };
-  walk_buffers(const_cast<Model&>(model), std::string(), add);
-  return out;
-}
-
-inline constexpr std::string_view reserved_metadata[] = {"format", "format_version", "optimizer_state",
-                                                         "epoch", "step"};
-
-inline bool is_reserved_metadata(std::string_view key) {
-  return std::find(std::begin(reserved_metadata), std::end(reserved_metadata), key) !=
-         std::end(reserved_metadata);
-}
-
-/// Whether a tensor name belongs to the non-model part of a checkpoint.
-inline bool is_checkpoint_state_name(std::string_view name) {
-  return name.starts_with("optim.") || name.starts_with("train.") || name.starts_with("sched.");
-}
-
-inline std::int64_t to_i64(std::uint64_t v) noexcept { return std::bit_cast<std::int64_t>(v); }
-inline std::uint64_t to_u64(std::int64_t v) noexcept { return std::bit_cast<std::uint64_t>(v); }
 
 /// One field of a scheduler's state, copied out (saving) or staged (loading).
 struct sched_field {
@@ -206,8 +87,8 @@ struct ckpt_state {
   void* data;
 };
 
-template <class Opt> std::vector<ckpt_state> optimizer_states(Opt& opt, std::vector<ckpt_param> const& params,
-                                                              std::string& kinds, char const* who) {
+template <class Opt> std::vector<ckpt_state>
+optimizer_states(Opt& opt, std::vector<nn::model_tensor> const& params, std::string& kinds, char const* who) {
   using T = typename Opt::value_type;
   std::vector<ckpt_state> out;
   std::vector<std::string> names;
@@ -242,64 +123,6 @@ template <class Opt> std::vector<ckpt_state> optimizer_states(Opt& opt, std::vec
   return out;
 }
 
-inline tensor_ref raw_ref(std::string name, dtype t, std::vector<std::size_t> shape, void const* data) {
-  return {std::move(name), t, std::move(shape), data};
-}
-
-inline tensor_target raw_target(std::string name, dtype t, std::vector<std::size_t> shape, void* data) {
-  auto cur = shape;
-  return {std::move(name), t, std::move(shape), std::move(cur), data, {}, {}};
-}
-
-/// Reads the data of the matched entries into one staging buffer; `at[entry]` is its position.
-struct staged_data {
-  std::unique_ptr<std::byte[]> bytes;
-  std::vector<std::size_t> at;
-};
-
-inline staged_data stage_matched(byte_source const& src, st_header const& h,
-                                 std::vector<std::size_t> const& match) {
-  std::size_t total = 0;
-  for (auto m : match)
-    if (m != no_entry) total += static_cast<std::size_t>(h.entries[m].end - h.entries[m].begin);
-  staged_data s{std::make_unique_for_overwrite<std::byte[]>(total ? total : 1),
-                std::vector<std::size_t>(h.entries.size(), 0)};
-  std::size_t pos = 0;
-  for (auto m : match) {
-    if (m == no_entry) continue;
-    auto const& e = h.entries[m];
-    auto const n = static_cast<std::size_t>(e.end - e.begin);
-    s.at[m] = pos;
-    src.read(h.data_start + e.begin, s.bytes.get() + pos, n, "tensor '" + e.name + "'");
-    pos += n;
-  }
-  return s;
-}
-
-/// Copies the staged data of targets [first, last) into them (fixed shapes: cannot fail).
-inline void copy_staged(std::vector<tensor_target> const& targets, std::vector<std::size_t> const& match,
-                        st_header const& h, staged_data const& s, std::size_t first,
-                        std::size_t last) noexcept {
-  for (std::size_t k = first; k < last; ++k) {
-    if (match[k] == no_entry) continue;
-    auto const& e = h.entries[match[k]];
-    auto const n = static_cast<std::size_t>(e.end - e.begin);
-    if (n) std::memcpy(targets[k].data, s.bytes.get() + s.at[match[k]], n);
-  }
-}
-
-inline std::vector<entry_info> entry_infos(st_header const& h) {
-  std::vector<entry_info> info;
-  info.reserve(h.entries.size());
-  for (auto const& e : h.entries) info.push_back({&e.name, e.type, &e.shape});
-  return info;
-}
-
-inline std::string const* find_metadata(st_header const& h, std::string const& key) {
-  auto it = h.metadata.find(key);
-  return it == h.metadata.end() ? nullptr : &it->second;
-}
-
 struct no_scheduler {};
 
 template <class Model, class Opt, class Sched>
@@ -307,8 +130,9 @@ void save_checkpoint_impl(std::filesystem::path const& path, Model const& model,
                           train_state const& st, Sched* sched, atomic_write_options const& w) {
   using T = typename Opt::value_type;
   char const* const who = "save_checkpoint";
-  Model& m = const_cast<Model&>(model); // only read: the walks below are written for mutable models
-  auto const params = model_params(m);
+  Model& m = const_cast<Model&>(model); // only read: the view is written for mutable models
+  nn::model_view const view(m);
+  auto const& params = view.parameters();
   std::string kinds;
   auto const states = optimizer_states(opt, params, kinds, who);
 
@@ -329,16 +153,16 @@ void save_checkpoint_impl(std::filesystem::path const& path, Model const& model,
                      seed = to_i64(st.seed);
   double const lr = opt.lr();
   std::vector<std::int64_t> rng_seed, rng_calls;
-  nn::for_each_rng_layer(m, [&](std::uint64_t const& s, std::uint64_t const& c) {
-    rng_seed.push_back(to_i64(s));
-    rng_calls.push_back(to_i64(c));
-  });
+  for (auto const& r : view.rng_layers()) {
+    rng_seed.push_back(to_i64(*r.seed));
+    rng_calls.push_back(to_i64(*r.calls));
+  }
   std::vector<sched_field> sf;
   if constexpr (!std::is_same_v<Sched, no_scheduler>) sf = scheduler_fields(*sched);
 
   std::vector<tensor_ref> refs;
   refs.reserve(params.size() + states.size() + 7 + sf.size());
-  for (auto const& p : model_tensors(m)) refs.push_back(raw_ref(p.name, p.type, p.shape, p.data));
+  for (auto const& p : model_tensors(view)) refs.push_back(raw_ref(p.name, p.type, p.shape, p.value));
   for (auto const& s : states) refs.push_back(raw_ref(s.name, dtype_of<T>, params[s.param].shape, s.data));
   refs.push_back(raw_ref("optim.step", dtype::i64, {}, &steps));
   refs.push_back(raw_ref("optim.lr", dtype::f64, {}, &lr));
@@ -357,7 +181,8 @@ template <class Model, class Opt, class Sched>
 void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& opt, train_state& st,
                           Sched* sched, load_options const& lo) {
   using T = typename Opt::value_type;
-  auto const params = model_params(model);
+  nn::model_view const view(model);
+  auto const& params = view.parameters();
   std::string kinds;
   auto const states = optimizer_states(opt, params, kinds, "load_checkpoint");
 
@@ -384,15 +209,14 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
   // Where the loaded values go: first the model and the optimizer buffers (written only once all is
   // validated), then local copies of the scalars (validated before anything is written).
   std::vector<tensor_target> targets;
-  for (auto const& p : model_tensors(model)) targets.push_back(raw_target(p.name, p.type, p.shape, p.data));
+  for (auto const& p : model_tensors(view)) targets.push_back(raw_target(p.name, p.type, p.shape, p.value));
   for (auto const& s : states)
     targets.push_back(raw_target(s.name, dtype_of<T>, params[s.param].shape, s.data));
   std::size_t const n_real = targets.size();
 
   std::int64_t steps = 0, epoch = 0, step = 0, seed = 0;
   double lr = 0;
-  std::size_t n_rng = 0;
-  nn::for_each_rng_layer(model, [&](std::uint64_t&, std::uint64_t&) { ++n_rng; });
+  std::size_t const n_rng = view.rng_layers().size();
   std::vector<std::int64_t> rng_seed(n_rng), rng_calls(n_rng);
   std::vector<sched_field> sf;
   if constexpr (!std::is_same_v<Sched, no_scheduler>) sf = scheduler_fields(*sched);
@@ -427,12 +251,10 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
   copy_staged(targets, match, h, staged, 0, n_real);
   opt.set_steps(to_u64(steps));
   opt.set_lr(lr); // validated above
-  std::size_t r = 0;
-  nn::for_each_rng_layer(model, [&](std::uint64_t& s, std::uint64_t& c) {
-    s = to_u64(rng_seed[r]);
-    c = to_u64(rng_calls[r]);
-    ++r;
-  });
+  for (std::size_t r = 0; r < n_rng; ++r) {
+    *view.rng_layers()[r].seed = to_u64(rng_seed[r]);
+    *view.rng_layers()[r].calls = to_u64(rng_calls[r]);
+  }
   if constexpr (!std::is_same_v<Sched, no_scheduler>) {
     std::size_t i = 0;
     sched->for_each_state([&](std::string_view, auto& v) {
@@ -468,10 +290,11 @@ void load_checkpoint_impl(std::filesystem::path const& path, Model& model, Opt& 
 template <class Model> void save_model(std::filesystem::path const& path, Model const& model,
                                        std::map<std::string, std::string> const& metadata = {},
                                        atomic_write_options options = {}) {
-  auto const params = detail::model_tensors(model);
+  nn::model_view const view(const_cast<Model&>(model)); // only read
+  auto const tensors = detail::model_tensors(view);
   std::vector<tensor_ref> refs;
-  refs.reserve(params.size());
-  for (auto const& p : params) refs.push_back(detail::raw_ref(p.name, p.type, p.shape, p.data));
+  refs.reserve(tensors.size());
+  for (auto const& p : tensors) refs.push_back(detail::raw_ref(p.name, p.type, p.shape, p.value));
   save_safetensors(path, refs, metadata, options);
 }
 
@@ -493,35 +316,12 @@ template <class Model> void save_model(std::filesystem::path const& path, Model 
 /// ```
 template <class Model>
 void load_model(std::filesystem::path const& path, Model& model, model_load_options const& options = {}) {
-  auto const params = detail::model_tensors(model);
+  nn::model_view const view(model);
+  auto const tensors = detail::model_tensors(view);
   std::vector<tensor_target> targets;
-  targets.reserve(params.size());
-  for (auto const& p : params) targets.push_back(detail::raw_target(p.name, p.type, p.shape, p.data));
-
-  detail::file_reader f(path);
-  detail::byte_source src(f, 0, f.size(), f.name());
-  detail::st_header const h = detail::parse_safetensors_header(src, options.limits);
-  auto const* format = detail::find_metadata(h, "format");
-  bool const is_checkpoint = format && *format == checkpoint_format;
-
-  // Hide a checkpoint's own entries (unless a parameter has the same name) from the matching.
-  std::vector<detail::entry_info> info;
-  std::vector<std::size_t> entry_of;
-  for (std::size_t i = 0; i < h.entries.size(); ++i) {
-    auto const& e = h.entries[i];
-    if (is_checkpoint && detail::is_checkpoint_state_name(e.name) &&
-        std::none_of(params.begin(), params.end(), [&](auto const& p) { return p.name == e.name; }))
-      continue;
-    info.push_back({&e.name, e.type, &e.shape});
-    entry_of.push_back(i);
-  }
-  auto match = detail::match_targets(
-      src.name(), info, targets,
-      {.allow_missing = options.allow_missing, .allow_unexpected = options.allow_unexpected});
-  for (auto& m : match)
-    if (m != detail::no_entry) m = entry_of[m];
-  detail::staged_data const staged = detail::stage_matched(src, h, match);
-  detail::copy_staged(targets, match, h, staged, 0, targets.size());
+  targets.reserve(tensors.size());
+  for (auto const& p : tensors) targets.push_back(detail::raw_target(p.name, p.type, p.shape, p.value));
+  detail::read_model_tensors(path, targets, options);
 }
 
 /// @brief Saves a training checkpoint: parameters, optimizer state, training position and the RNG
