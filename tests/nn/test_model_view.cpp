@@ -10,7 +10,7 @@
 
 #include <lepton/lepton.hpp>
 
-namespace {
+namespace model_view_test {
 namespace lp = lepton;
 
 struct block {
@@ -29,10 +29,11 @@ struct model {
   static constexpr std::array<char const*, 7> lepton_names{"fc",  "bn",     "blocks", "head",
                                                            "raw", "counts", "scratch"};
 };
-} // namespace
+} // namespace model_view_test
+namespace lp = lepton;
 
 TEST_CASE("model_view lists parameters, buffers and RNG layers in declaration order", "[nn][model_view]") {
-  model m;
+  model_view_test::model m;
   lp::nn::model_view const v(m);
   struct want {
     char const* name;
@@ -63,7 +64,7 @@ TEST_CASE("model_view lists parameters, buffers and RNG layers in declaration or
     offset += params[i].size;
   }
   CHECK(v.parameter_scalars() == 79);
-  CHECK(v.parameter_scalars() == lp::nn::parameter_count<model>);
+  CHECK(v.parameter_scalars() == lp::nn::parameter_count<model_view_test::model>);
   // addresses point into the model
   CHECK(v.parameters()[0].value == static_cast<void*>(m.fc.weight.value.data()));
   CHECK(v.parameters()[10].frozen == &m.raw.frozen);
@@ -83,7 +84,7 @@ TEST_CASE("model_view lists parameters, buffers and RNG layers in declaration or
 
 TEST_CASE("model_view attaches the fans layers declare and allocates gradients on request",
           "[nn][model_view]") {
-  model m;
+  model_view_test::model m;
   float* const grad_before = m.fc.weight.grad.data(); // params own gradients of their shape
   lp::nn::model_view const v(m, lp::nn::gradients::allocate, lp::nn::element<float>);
   auto const& fc = v.parameters()[0];
@@ -106,7 +107,7 @@ TEST_CASE("model_view attaches the fans layers declare and allocates gradients o
 }
 
 TEST_CASE("optimizer, init and checkpoint agree with the view's order", "[nn][model_view]") {
-  model m;
+  model_view_test::model m;
   lp::nn::init(m, lp::init::constant{.value = 0.5}, 1);
   lp::optim::sgd opt{m, {.lr = 0.1}};
   CHECK(opt.parameter_tensors() == 11);
