@@ -208,6 +208,27 @@ int main(int argc, char** argv) {
       DIST_CHECK(opt.steps() == 10, "%llu steps before the failure", (unsigned long long)opt.steps());
     }
 
+    // ---- A log file rank 0 cannot open is an error on every rank, before any training (it used to
+    //      throw on rank 0 only, and the others waited in the next collective until the timeout).
+    {
+      small m;
+      auto opt = make(m);
+      std::string msg;
+      try {
+        lp::dist::fit(c, m, opt, lp::loss::cross_entropy, train,
+                      {.epochs = 1,
+                       .batch = 64,
+                       .display = lp::train::progress::none,
+                       .log_csv = "/nonexistent-dir/lepton/log.csv"});
+      } catch (lp::error const& e) {
+        msg = e.what();
+      }
+      DIST_CHECK(msg.find("cannot open the CSV log") != std::string::npos, "rank %d: '%s'", me, msg.c_str());
+      DIST_CHECK(me == 0 || msg.find("opening the training logs failed on rank 0") != std::string::npos,
+                 "rank %d: '%s'", me, msg.c_str());
+      DIST_CHECK(opt.steps() == 0, "%llu steps despite the failure", (unsigned long long)opt.steps());
+    }
+
     // ---- Bad options: dist::fit's own message, before any collective.
     {
       small m;

@@ -133,6 +133,11 @@ public:
   void annotate_json(std::ostream& out) const { out << ",\"ranks\":" << m_comm->size(); }
   /// Training stops when on_epoch returned false on any rank.
   bool all_ranks(bool go_on) const { return dist::all_ranks(*m_comm, go_on); }
+  /// Opening the logs: on rank 0, and a failure there is raised on every rank (the others would
+  /// otherwise wait in the next collective until the communicator's timeout).
+  template <class F> void on_output_rank(F&& f) const {
+    on_root(*m_comm, std::forward<F>(f), 0, "opening the training logs");
+  }
   /// on_checkpoint on rank 0; its failure is raised on every rank.
   template <class F> void checkpoint(F&& f) const {
     on_root(*m_comm, std::forward<F>(f), 0, "on_checkpoint");

@@ -208,8 +208,10 @@ concept evaluate_policy =
 ///
 /// - `P::fit_name`: the function named in error messages ("fit").
 /// - `p.check_training_set(train)`: after the argument checks; throws if the processes disagree.
-/// - `p.writes_output()`: whether this process opens the logs; `p.display(requested, out)`: the
-///   progress mode it uses (`automatic` resolved); `p.output(out)`: the stream it prints to.
+/// - `p.on_output_rank(f)`: runs `f` (opening the logs) on the process that writes output; a
+///   failure there is raised on every process. `p.writes_output()`: whether this process writes
+///   output; `p.display(requested, out)`: the progress mode it uses (`automatic` resolved);
+///   `p.output(out)`: the stream it prints to.
 /// - `p.begin(model)`: after `nn::set_training(model, true)`, before the loader is made.
 /// - Per batch, after `lepton::backward` on this process's batch (skipped for 0 samples, loss 0):
 ///   `p.reduce_gradients(loss, batch)` turns the gradients into those of the whole batch and
@@ -238,6 +240,7 @@ concept fit_policy = evaluate_policy<P, X, Y> &&
                        cp.annotate_json(os);
                        { p.all_ranks(true) } -> std::convertible_to<bool>;
                        p.checkpoint([] {});
+                       p.on_output_rank([] {});
                      };
 
 /// The step policy of train::fit and train::evaluate: one process, nothing to reduce.
@@ -272,6 +275,7 @@ struct local_policy {
   static constexpr void annotate_json(std::ostream&) noexcept {}
   static constexpr bool all_ranks(bool v) noexcept { return v; }
   template <class F> static void checkpoint(F&& f) { f(); }
+  template <class F> static void on_output_rank(F&& f) { f(); }
   template <class Model> static constexpr void end_epoch(Model&) noexcept {}
 };
 
@@ -317,15 +321,18 @@ fit_result fit_loop(Policy& p, Model& model, Opt& opt, Loss const& loss, data::d
   p.check_training_set(train);
   constexpr bool acc = std::is_integral_v<typename Y::value_type>;
   std::ofstream csv, jsonl;
-  if (p.writes_output() && !o.log_csv.empty()) {
-    csv.open(o.log_csv, std::ios::trunc);
-    if (!csv) throw io_error(o.log_csv + ": cannot open the CSV log for writing");
-    csv << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,samples_per_s,lr\n";
-  }
-  if (p.writes_output() && !o.log_jsonl.empty()) {
-    jsonl.open(o.log_jsonl, std::ios::trunc);
-    if (!jsonl) throw io_error(o.log_jsonl + ": cannot open the JSONL log for writing");
-  }
+  // On the rank that writes output; a failure there is raised on every rank (not a hang).
+  p.on_output_rank([&] {
+    if (!o.log_csv.empty()) {
+      csv.open(o.log_csv, std::ios::trunc);
+      if (!csv) throw io_error(o.log_csv + ": cannot open the CSV log for writing");
+      csv << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,samples_per_s,lr\n";
+    }
+    if (!o.log_jsonl.empty()) {
+      jsonl.open(o.log_jsonl, std::ios::trunc);
+      if (!jsonl) throw io_error(o.log_jsonl + ": cannot open the JSONL log for writing");
+    }
+  });
   progress const mode = p.display(o.display, o.out);
   std::ostream& out = p.output(o.out);
 
