@@ -1,7 +1,7 @@
 #pragma once
 /// @file nn.hpp
 /// @brief The nn module: layers, models as aggregates, parameter reflection and initialisation,
-///        compile-time size inference (nn::input, linear<Out>, ...).
+///        compile-time size inference (nn::input, linear<Out>, ...) and model summaries.
 
 #include "nn/init.hpp"
 #include "nn/layer.hpp"
@@ -14,3 +14,4 @@
 #include "nn/layers/pooling.hpp"
 #include "nn/layers/sequential.hpp"
 #include "nn/reflect.hpp"
+#include "nn/summary.hpp"
