@@ -62,6 +62,18 @@ template <std::size_t Expected, std::size_t Actual> struct layer_input_dims {
   static constexpr bool value = detail::dim_compatible(Expected, Actual);
 };
 
+/// @brief An input's static shape must fit the one a model declares (`nn::input<...>`, batch dyn).
+template <class Declared, class Actual> struct model_input_shapes;
+template <std::size_t... D, std::size_t... A> struct model_input_shapes<dims<D...>, dims<A...>> {
+  static constexpr bool check() {
+    if constexpr (sizeof...(D) != sizeof...(A))
+      return false;
+    else
+      return (detail::dim_compatible(D, A) && ... && true);
+  }
+  static constexpr bool value = check();
+};
+
 /// Types whose only purpose is to appear, with the numbers involved, in the *first* error line of a
 /// misuse (a static_assert's message cannot contain computed numbers before C++26; the compiler's
 /// note that names them comes after the generic line). Never defined: naming one with sizeof is the
@@ -85,6 +97,7 @@ template <std::size_t... N> struct shape_of<dims<N...>> {
 };
 template <class Lhs, class Rhs> struct operand_shapes_do_not_broadcast;
 template <class Destination, class Expression> struct assignment_shapes_differ;
+template <class Declared, class Actual> struct model_input_shape_differs;
 
 /// Names `Diagnostic<shape<...> of Lhs, shape<...> of Rhs>` (an error: it is never defined), with
 /// `dyn` spelled out, when `Ok` is false; returns true otherwise. A class-scope

@@ -11,6 +11,7 @@ namespace lepton::nn {
 #define LEPTON_ACTIVATION_LAYER(NAME, FN, DOC)                                                               \
   /** @brief DOC layer: `y = FN(x)` (fused into the producing GEMM's epilogue when possible). */             \
   struct NAME {                                                                                              \
+    static constexpr char const* lepton_kind = #NAME;                                                        \
     template <operand X> auto operator()(X&& x) const { return lepton::FN(std::forward<X>(x)); }             \
   };
 LEPTON_ACTIVATION_LAYER(relu, relu, ReLU)
@@ -26,6 +27,7 @@ LEPTON_ACTIVATION_LAYER(flatten, flatten, Flatten(keeps the batch dimension))
 
 /// @brief LeakyReLU layer with slope `alpha` for negative inputs.
 struct leaky_relu {
+  static constexpr char const* lepton_kind = "leaky_relu"; ///< its name in nn::summary
   double alpha = 0.01;
   template <operand X> auto operator()(X&& x) const { return lepton::leaky_relu(std::forward<X>(x), alpha); }
 };

@@ -7,6 +7,7 @@
 
 #include "../../backend/cpu/conv.hpp"
 #include "../layer.hpp"
+#include "infer.hpp"
 
 namespace lepton::nn {
 
@@ -21,8 +22,10 @@ namespace lepton::nn {
 /// running statistics), whatever the scheme; lepton::nn::reset_batch_norm(model) restores it later.
 /// The running statistics are plain tensors, not parameters: optimizers do not see them.
 /// @tparam C  channels (dimension 1 of the input)   @tparam T  float or double
+/// `batch_norm<>` (= `batch_norm<infer>`) is a spec: C is inferred from the input inside
+/// `sequential<input<...>, ...>` (like PyTorch's `LazyBatchNorm2d`).
 /// **Example**: `lepton::nn::batch_norm<32> bn;  auto h = lepton::relu(bn(conv(x)));`
-template <std::size_t C, class T = float> struct batch_norm {
+template <std::size_t C = infer, class T = float> struct batch_norm {
   param<T, C> weight{tensor<T, C>(shape_t<1>{C}, T(1))}; ///< gamma (C)
   param<T, C> bias{};                                    ///< beta (C)
   mutable tensor<T, C> running_mean{};                   ///< (C) updated in training mode
@@ -32,6 +35,7 @@ template <std::size_t C, class T = float> struct batch_norm {
   bool training = true;
   static constexpr std::array<char const*, 7> lepton_names{"weight",   "bias", "running_mean", "running_var",
                                                            "momentum", "eps",  "training"};
+  static constexpr char const* lepton_kind = "batch_norm"; ///< its name in nn::summary
 
   template <operand X> auto operator()(X&& x) const {
     using E = lepton::detail::expr_of<X>;
@@ -62,6 +66,25 @@ template <std::size_t C, class T = float> struct batch_norm {
     bias.value.fill(T(0));
     running_mean.fill(T(0));
     running_var.fill(T(1));
+  }
+};
+
+/// @brief The spec `batch_norm<>` (`batch_norm<infer, T>`): a batch normalisation whose channel count
+///        is inferred; it holds no parameters until a sequential that starts with `nn::input<...>`
+///        resolves it to `batch_norm<C, T>`, C being its input's dimension 1.
+/// **Example**: `lepton::nn::sequential<lepton::nn::input<3, 32, 32>, lepton::nn::conv2d<16, 3>,
+///               lepton::nn::batch_norm<>> block; // batch_norm<16>`
+template <class T> struct batch_norm<infer, T> {
+  static constexpr bool lepton_unresolved = true;
+  static constexpr char const* lepton_kind = "batch_norm";
+  /// The concrete layer for an input of tensor type X (batch, C) or (batch, C, H, W).
+  template <class X> using lepton_resolve = batch_norm<detail::inferred_dim<X, 1, 2, true, 1>(), T>;
+
+  // auto, not void: the body (and its message) is instantiated at the call, before any use of the result
+  template <operand X> auto operator()(X&&) const {
+    static_assert(detail::always_false<X>,
+                  "lepton: batch_norm<> infers its channels and holds no parameters: use it in "
+                  "nn::sequential<nn::input<...>, ...>, or write batch_norm<C>");
   }
 };
 

@@ -1,12 +1,14 @@
 #pragma once
 /// @file conv2d.hpp
-/// @brief `lepton::nn::conv2d<InC, OutC, KH, KW, Stride, Pad, Dilation>`: a 2-D convolution layer.
+/// @brief `lepton::nn::conv2d<InC, OutC, KH, KW, Stride, Pad, Dilation>`: a 2-D convolution layer;
+///        `conv2d<OutC, K>` infers InC inside a sequential.
 
 #include <array>
 #include <type_traits>
 
 #include "../../backend/cpu/conv.hpp"
 #include "../layer.hpp"
+#include "infer.hpp"
 
 namespace lepton::nn {
 
@@ -26,13 +28,18 @@ struct no_parameter {};
 /// @tparam InC, OutC  input and output channels   @tparam KH, KW  kernel size
 /// @tparam Stride, Pad, Dilation  the same on both axes   @tparam Bias  whether to add a bias
 /// @tparam T  float or double
+/// Written `conv2d<OutC, K>` (a square K x K kernel, stride 1, no padding) or
+/// `conv2d<infer, OutC, KH, KW, Stride, ...>`, it is a spec: InC is inferred from the input inside
+/// `sequential<input<...>, ...>` (like PyTorch's `LazyConv2d`).
 /// **Example**: `lepton::nn::conv2d<1, 32, 3, 3, 1, 1> conv;  auto h = lepton::relu(conv(x)); // x: (batch, 1, 28, 28)`
-template <std::size_t InC, std::size_t OutC, std::size_t KH, std::size_t KW, std::size_t Stride = 1,
-          std::size_t Pad = 0, std::size_t Dilation = 1, bool Bias = true, class T = float>
+template <std::size_t InC, std::size_t OutC, std::size_t KH = infer, std::size_t KW = infer,
+          std::size_t Stride = 1, std::size_t Pad = 0, std::size_t Dilation = 1, bool Bias = true,
+          class T = float>
 struct conv2d {
   param<T, OutC, InC, KH, KW> weight; ///< (OutC, InC, KH, KW)
   [[no_unique_address]] std::conditional_t<Bias, param<T, OutC>, detail::no_parameter> bias; ///< (OutC)
   static constexpr std::array<char const*, 2> lepton_names{"weight", "bias"};
+  static constexpr char const* lepton_kind = "conv2d"; ///< its name in nn::summary
   /// The init schemes' fan-in and fan-out of the weight (nn::init): InC and OutC times the kernel area.
   template <class F> void lepton_fans(F&& declare) {
     declare(weight, double(InC * KH * KW), double(OutC * KH * KW));
@@ -58,6 +65,47 @@ struct conv2d {
           return lepton::conv2d<Stride, Pad, Dilation>(std::forward<X>(x), weight);
       }
     }
+  }
+};
+
+namespace detail {
+/// The sizes of a conv2d spec: `conv2d<OutC, K>` (KH and KW left to their `infer` defaults) or
+/// `conv2d<infer, OutC, KH, KW, ...>`; `valid` is false for any other use of `infer`.
+template <std::size_t InC, std::size_t OutC, std::size_t KH, std::size_t KW> struct conv2d_spec_sizes {
+  static constexpr bool short_form = KH == infer && KW == infer && InC != infer && OutC != infer;
+  static constexpr bool long_form = InC == infer && OutC != infer && KH != infer && KW != infer;
+  static constexpr bool valid = short_form || long_form;
+  static constexpr std::size_t out = short_form ? InC : OutC;
+  static constexpr std::size_t kh = short_form ? OutC : KH;
+  static constexpr std::size_t kw = short_form ? OutC : KW;
+};
+} // namespace detail
+
+/// @brief The spec `conv2d<OutC, K>` or `conv2d<infer, OutC, KH, KW, Stride, Pad, Dilation, Bias, T>`:
+///        a convolution whose input channels are inferred; it holds no parameters until a
+///        sequential that starts with `nn::input<...>` resolves it to `conv2d<InC, OutC, KH, KW, ...>`,
+///        InC being its input's dimension 1.
+/// **Example**: `lepton::nn::sequential<lepton::nn::input<1, 28, 28>, lepton::nn::conv2d<32, 3>> c;
+///               // conv2d<1, 32, 3, 3>: (b, 1, 28, 28) -> (b, 32, 26, 26)`
+template <std::size_t InC, std::size_t OutC, std::size_t KH, std::size_t KW, std::size_t Stride,
+          std::size_t Pad, std::size_t Dilation, bool Bias, class T>
+  requires(InC == infer || OutC == infer || KH == infer || KW == infer)
+struct conv2d<InC, OutC, KH, KW, Stride, Pad, Dilation, Bias, T> {
+  using sizes = detail::conv2d_spec_sizes<InC, OutC, KH, KW>;
+  static_assert(sizes::valid,
+                "lepton: conv2d sizes: write conv2d<InC, OutC, KH, KW, ...>, or conv2d<OutC, K> "
+                "or conv2d<infer, OutC, KH, KW, ...> to infer InC");
+  static constexpr bool lepton_unresolved = true;
+  static constexpr char const* lepton_kind = "conv2d";
+  /// The concrete layer for an input of tensor type X (batch, InC, H, W).
+  template <class X> using lepton_resolve = conv2d<detail::inferred_dim<X, 1, 4, false, 1>(), sizes::out,
+                                                   sizes::kh, sizes::kw, Stride, Pad, Dilation, Bias, T>;
+
+  // auto, not void: the body (and its message) is instantiated at the call, before any use of the result
+  template <operand X> auto operator()(X&&) const {
+    static_assert(detail::always_false<X>,
+                  "lepton: conv2d<OutC, K> infers its input channels and holds no weights: use it in "
+                  "nn::sequential<nn::input<...>, ...>, or write conv2d<InC, OutC, KH, KW>");
   }
 };
 

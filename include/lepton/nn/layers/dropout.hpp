@@ -21,6 +21,7 @@ struct dropout {
   /// a const model in evaluation mode can run inference from many threads at once; training-mode
   /// calls must come from one thread.
   mutable std::uint64_t calls = 0;
+  static constexpr char const* lepton_kind = "dropout"; ///< its name in nn::summary
 
   template <operand X> auto operator()(X&& x) const {
     if (!training) return lepton::dropout(std::forward<X>(x), 0.0, 0);
