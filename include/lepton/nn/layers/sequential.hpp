@@ -139,7 +139,6 @@ template <class... L> struct sequential {
     auto each = [&](auto& l) { f(std::to_string(i++), l); };
     detail::chain_each(layers, each);
   }
-  template <class F> void lepton_for_each_layer(F&& f) { detail::chain_each(layers, f); }
   static constexpr std::size_t lepton_parameter_count =
       detail::chain_traits<typename lepton_layers::chain_type>::parameter_count;
 
