@@ -3,7 +3,8 @@
 # folder and of the layers it may depend on.
 #
 #   core -> expr -> autodiff -> eval -> backend/cpu, backend/device -> nn -> optim -> train -> dist
-#   data and io (file formats) depend on core only; train and dist may use them; cuda/ (the CUDA
+#   io (file formats: the one file reader, the one zlib wrapper, zip, safetensors, .npy/.npz) depends
+#   on core only; data (data sets) on core and io; train and dist may use both; cuda/ (the CUDA
 #   backend) sits beside backend/device; the umbrella headers (lepton.hpp, nn.hpp, ...) may include
 #   anything.
 #
@@ -37,8 +38,8 @@ below = {
     "backend/device": ["core", "expr", "autodiff", "eval"],
     "nn": ["core", "expr", "autodiff", "eval", "backend/cpu", "backend/device"],
     "optim": ["core", "expr", "autodiff", "eval", "backend/cpu", "backend/device", "nn"],
-    "data": ["core"],
     "io": ["core"],
+    "data": ["core", "io"],  # the data readers use io's file reader and zlib wrapper
 }
 below["train"] = below["optim"] + ["optim", "data", "io"]
 below["dist"] = below["train"] + ["train"]

@@ -120,7 +120,8 @@ TEST_CASE("read_csv errors name the file, line and column", "[data][csv]") {
                              p.string(), "needs a header row");
 
   auto missing = dir / "missing.csv";
-  LEPTON_CHECK_THROWS_NAMING(ld::read_csv(missing), lepton::io_error, missing.string(), "no such file");
+  LEPTON_CHECK_THROWS_NAMING(ld::read_csv(missing), lepton::io_error, missing.string(),
+                             "No such file or directory");
   LEPTON_CHECK_THROWS_NAMING(ld::read_csv(dir.path()), lepton::io_error, dir.path().string(),
                              "is a directory");
 }

@@ -311,6 +311,10 @@ TEST_CASE("an .npz entry that inflates to other than its declared size is a form
   auto trailing = zeros_entry("x.npy", 1000);
   trailing.data.push_back(0);
   CHECK_THAT(npz_error(make_zip({trailing})), Catch::Contains("1 bytes after the end of the deflate data"));
+  // deflate data that zlib refuses (block type 3 does not exist): zlib's reason, from io/zlib.hpp (P12)
+  zip_member bad_block{"x.npy", {0x07, 0, 0, 0}, 8, 100, 0};
+  CHECK_THAT(npz_error(make_zip({bad_block})),
+             Catch::Contains("bomb.npz: entry 'x.npy': corrupt deflate data: invalid block type"));
 }
 
 TEST_CASE("a .npy header declaring more data than the file holds is rejected before allocating", "[io]") {

@@ -28,9 +28,9 @@
 
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
+#include "../io/reader.hpp"
 #include "dataset.hpp"
 #include "fashion_mnist.hpp"
-#include "io_util.hpp"
 
 namespace lepton::data {
 
@@ -65,42 +65,46 @@ struct cifar10_options {
 
 namespace detail {
 
+/// "lepton: <file>: <reason>" as a format_error or an io_error.
+using io::detail::format_fail;
+using io::detail::io_fail;
+
 /// Checks a CIFAR-10 file's size; returns its number of records.
-inline std::size_t cifar10_records(std::filesystem::path const& p, std::uint64_t size,
-                                   cifar10_options const& opt) {
-  if (size == 0) throw_format(p, "empty file (a CIFAR-10 binary file holds 3073-byte records)");
+inline std::size_t cifar10_records(std::string const& p, std::uint64_t size, cifar10_options const& opt) {
+  if (size == 0) format_fail(p, "empty file (a CIFAR-10 binary file holds 3073-byte records)");
   if (size % cifar10_record_bytes != 0)
-    throw_format(p, "size " + std::to_string(size) +
-                        " bytes is not a multiple of the 3073-byte CIFAR-10 record "
-                        "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary");
+    format_fail(p, "size " + std::to_string(size) +
+                       " bytes is not a multiple of the 3073-byte CIFAR-10 record "
+                       "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary");
   if (size > opt.max_bytes)
-    throw_format(p, "too large: " + std::to_string(size) +
-                        " bytes, more than cifar10_options::max_bytes = " + std::to_string(opt.max_bytes));
+    format_fail(p, "too large: " + std::to_string(size) +
+                       " bytes, more than cifar10_options::max_bytes = " + std::to_string(opt.max_bytes));
   return static_cast<std::size_t>(size / cifar10_record_bytes);
 }
 
-/// Reads `n` records of `p` into rows [row, row + n) of x and y (pixels scaled by `scale[c]`,
+/// Reads `n` records of `path` into rows [row, row + n) of x and y (pixels scaled by `scale[c]`,
 /// shifted by `shift[c]`).
-inline void read_cifar10_records(std::filesystem::path const& p, std::size_t n, std::size_t row, float* x,
+inline void read_cifar10_records(std::filesystem::path const& path, std::size_t n, std::size_t row, float* x,
                                  std::int32_t* y, std::array<float, 3> const& scale,
                                  std::array<float, 3> const& shift) {
-  opened_file f = open_regular_file(p);
+  io::detail::file_reader f(path);
+  std::string const& p = f.name();
+  if (f.size() < n * cifar10_record_bytes)
+    format_fail(p, "truncated: the file has " + std::to_string(f.size()) + " bytes, " + std::to_string(n) +
+                       " records need " + std::to_string(n * cifar10_record_bytes) +
+                       " (the file shrank after its size was checked)");
   constexpr std::size_t chunk = 256; // records per read
   std::vector<unsigned char> buf(std::min(n, chunk) * cifar10_record_bytes);
   for (std::size_t done = 0; done < n;) {
     std::size_t const k = std::min(chunk, n - done);
-    std::size_t const want = k * cifar10_record_bytes;
-    std::size_t const got = read_some(f.file.get(), buf.data(), want, p);
-    if (got != want)
-      throw_format(p, "truncated: record " + std::to_string(done + got / cifar10_record_bytes) +
-                          " ends early (the file shrank while being read)");
+    f.read_at(done * cifar10_record_bytes, buf.data(), k * cifar10_record_bytes,
+              "records " + std::to_string(done) + " to " + std::to_string(done + k - 1));
     for (std::size_t r = 0; r < k; ++r) {
       unsigned char const* rec = buf.data() + r * cifar10_record_bytes;
       std::size_t const i = done + r;
       if (rec[0] > 9)
-        throw_format(p, "label " + std::to_string(rec[0]) + " of record " + std::to_string(i) +
-                            " (byte offset " + std::to_string(i * cifar10_record_bytes) +
-                            ") is outside 0..9");
+        format_fail(p, "label " + std::to_string(rec[0]) + " of record " + std::to_string(i) +
+                           " (byte offset " + std::to_string(i * cifar10_record_bytes) + ") is outside 0..9");
       y[row + i] = static_cast<std::int32_t>(rec[0]);
       float* dst = x + (row + i) * 3072;
       for (std::size_t c = 0; c < 3; ++c)
@@ -158,8 +162,8 @@ inline void check_one_cifar10_root(std::filesystem::path const& dir, std::filesy
     names.push_back("data_batch_" + std::to_string(k) + ".bin");
   for (auto const& n : names)
     if (std::filesystem::exists(dir / n, ec))
-      throw_format(dir / n, "duplicate CIFAR-10 file: " + root.string() +
-                                " holds the data set too; keep one of the two directories");
+      format_fail((dir / n).string(), "duplicate CIFAR-10 file: " + root.string() +
+                                          " holds the data set too; keep one of the two directories");
 }
 
 } // namespace detail
@@ -185,8 +189,8 @@ inline cifar10_dataset read_cifar10_files(std::span<std::filesystem::path const>
   std::vector<std::size_t> counts;
   std::size_t total = 0;
   for (auto const& p : files) {
-    detail::opened_file f = detail::open_regular_file(p);
-    std::size_t n = detail::cifar10_records(p, f.size, options);
+    io::detail::file_reader f(p);
+    std::size_t n = detail::cifar10_records(f.name(), f.size(), options);
     if (options.max_samples) n = std::min(n, options.max_samples - std::min(options.max_samples, total));
     counts.push_back(n);
     total += n;
@@ -229,8 +233,8 @@ inline cifar10_dataset read_cifar10_file(std::filesystem::path const& file,
 inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path const& dir, split s) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::exists(dir, ec)) detail::throw_io(dir, "cannot open: no such directory");
-  if (!fs::is_directory(dir, ec)) detail::throw_io(dir, "cannot open: not a directory");
+  if (!fs::exists(dir, ec)) detail::io_fail(dir.string(), "cannot open: no such directory");
+  if (!fs::is_directory(dir, ec)) detail::io_fail(dir.string(), "cannot open: not a directory");
   fs::path root = dir;
   if (fs::is_directory(dir / "cifar-10-batches-bin", ec)) {
     root = dir / "cifar-10-batches-bin";
@@ -239,7 +243,7 @@ inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path co
   std::vector<fs::path> out;
   if (s == split::test) {
     if (!fs::exists(root / "test_batch.bin", ec))
-      detail::throw_io(root, "no test_batch.bin (CIFAR-10 binary test split)");
+      detail::io_fail(root.string(), "no test_batch.bin (CIFAR-10 binary test split)");
     out.push_back(root / "test_batch.bin");
     return out;
   }
@@ -253,28 +257,29 @@ inline std::vector<std::filesystem::path> cifar10_files(std::filesystem::path co
     else if (detail::cifar10_batch_lookalike(name))
       lookalikes.push_back(name);
   }
-  if (ec) detail::throw_io(root, "cannot list the directory: " + ec.message());
+  if (ec) detail::io_fail(root.string(), "cannot list the directory: " + ec.message());
   if (!lookalikes.empty()) {
     std::sort(lookalikes.begin(), lookalikes.end()); // the directory order is arbitrary
     auto const& bad = lookalikes.front();
-    detail::throw_format(root / bad,
-                         "not a CIFAR-10 batch name" + detail::cifar10_lookalike_hint(bad) +
-                             ": the training split is data_batch_1.bin ... data_batch_5.bin; rename "
-                             "or remove it" +
-                             (lookalikes.size() > 1
-                                  ? " (and " + std::to_string(lookalikes.size() - 1) + " more like it)"
-                                  : std::string()));
+    detail::format_fail((root / bad).string(),
+                        "not a CIFAR-10 batch name" + detail::cifar10_lookalike_hint(bad) +
+                            ": the training split is data_batch_1.bin ... data_batch_5.bin; rename "
+                            "or remove it" +
+                            (lookalikes.size() > 1
+                                 ? " (and " + std::to_string(lookalikes.size() - 1) + " more like it)"
+                                 : std::string()));
   }
   unsigned last = 0;
   for (unsigned k = 1; k <= detail::cifar10_train_batches; ++k)
     if (have[k]) last = k;
-  if (last == 0) detail::throw_io(root, "no data_batch_<k>.bin files (CIFAR-10 binary training split)");
+  if (last == 0)
+    detail::io_fail(root.string(), "no data_batch_<k>.bin files (CIFAR-10 binary training split)");
   for (unsigned k = 1; k <= last; ++k) {
     std::string const name = "data_batch_" + std::to_string(k) + ".bin";
     if (!have[k])
-      detail::throw_io(root, "missing " + name + ", but data_batch_" + std::to_string(last) +
-                                 ".bin exists (the training batches must be data_batch_1.bin ... "
-                                 "data_batch_k.bin without a gap)");
+      detail::io_fail(root.string(), "missing " + name + ", but data_batch_" + std::to_string(last) +
+                                         ".bin exists (the training batches must be data_batch_1.bin ... "
+                                         "data_batch_k.bin without a gap)");
     out.push_back(root / name);
   }
   return out;

@@ -7,13 +7,12 @@
 /// a quoted field is doubled, quoted fields may span lines), LF or CRLF line ends, a UTF-8 byte
 /// order mark, blank lines (skipped). Every data field must be a finite number (NaN and infinities
 /// only with csv_options::allow_non_finite), every record at most csv_options::max_line_bytes long;
-/// errors name the file, the line and the column.
+/// errors name the file, the line and the column. Files are read with io's file reader (io/reader.hpp).
 
 #include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -24,7 +23,7 @@
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
-#include "io_util.hpp"
+#include "../io/reader.hpp"
 
 namespace lepton::data {
 
@@ -74,8 +73,7 @@ namespace detail {
 class csv_input {
 public:
   explicit csv_input(std::string_view text) noexcept : m_data(text) {}
-  csv_input(std::FILE* f, std::filesystem::path const& p)
-      : m_file(f), m_path(&p), m_buf(std::size_t{1} << 16) {}
+  explicit csv_input(io::detail::file_reader const& f) : m_file(f), m_buf(std::size_t{1} << 16) {}
 
   /// The next byte (0..255), or -1 at the end.
   int peek() {
@@ -98,12 +96,13 @@ public:
 
 private:
   bool refill() {
-    if (m_file == nullptr) return false;
-    std::size_t n = read_some(m_file, m_buf.data(), m_buf.size(), *m_path);
+    if (!m_file) return false;
+    std::size_t n = m_file->read_upto(m_offset, m_buf.data(), m_buf.size(), "the CSV text");
     if (n == 0) {
-      m_file = nullptr;
+      m_file.reset();
       return false;
     }
+    m_offset += n;
     m_data = std::string_view(m_buf.data(), n);
     m_pos = 0;
     return true;
@@ -111,8 +110,8 @@ private:
 
   std::string_view m_data;
   std::size_t m_pos = 0;
-  std::FILE* m_file = nullptr;
-  std::filesystem::path const* m_path = nullptr;
+  std::optional<io::detail::byte_source> m_file; // the file, if any, until its end
+  std::uint64_t m_offset = 0;                    // of the next chunk in m_file
   std::vector<char> m_buf;
 };
 
@@ -431,9 +430,9 @@ inline csv_table parse_csv(std::string_view text, csv_options const& options = {
 /// lepton::data::dataset train(std::move(x), lepton::data::to_labels(t.target));
 /// ```
 inline csv_table read_csv(std::filesystem::path const& path, csv_options const& options = {}) {
-  auto of = detail::open_regular_file(path);
-  detail::csv_input in(of.file.get(), path);
-  return detail::parse_csv_input(in, options, path.string());
+  io::detail::file_reader f(path);
+  detail::csv_input in(f);
+  return detail::parse_csv_input(in, options, f.name());
 }
 
 } // namespace lepton::data

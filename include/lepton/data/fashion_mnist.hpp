@@ -21,9 +21,9 @@
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
+#include "../io/reader.hpp"
 #include "dataset.hpp"
 #include "idx.hpp"
-#include "io_util.hpp"
 
 namespace lepton::data {
 
@@ -74,6 +74,10 @@ struct mnist_options {
 
 namespace detail {
 
+/// "lepton: <file>: <reason>" as a format_error or an io_error.
+using io::detail::format_fail;
+using io::detail::io_fail;
+
 /// The existing file among the spellings of `stem` ("train-images", "idx3") in `dir`.
 inline std::filesystem::path find_mnist_file(std::filesystem::path const& dir, std::string const& stem,
                                              std::string const& kind) {
@@ -82,9 +86,10 @@ inline std::filesystem::path find_mnist_file(std::filesystem::path const& dir, s
   std::error_code ec;
   for (auto const& n : names)
     if (std::filesystem::exists(dir / n, ec)) return dir / n;
-  if (!std::filesystem::exists(dir, ec)) throw_io(dir, "cannot open: no such directory");
-  if (!std::filesystem::is_directory(dir, ec)) throw_io(dir, "cannot open: not a directory");
-  throw_io(dir, "no " + stem + " file (looked for " + names[0] + ", " + names[1] + ", " + names[2] + ")");
+  if (!std::filesystem::exists(dir, ec)) io_fail(dir.string(), "cannot open: no such directory");
+  if (!std::filesystem::is_directory(dir, ec)) io_fail(dir.string(), "cannot open: not a directory");
+  io_fail(dir.string(),
+          "no " + stem + " file (looked for " + names[0] + ", " + names[1] + ", " + names[2] + ")");
 }
 
 template <image_layout L>
@@ -95,23 +100,24 @@ mnist_dataset<L> load_mnist_impl(std::filesystem::path const& img_path, std::fil
   // Labels first: the smaller file, and a mismatch is then reported before inflating 47 MB.
   idx_file lbl = read_idx(lbl_path, opt.idx);
   if (lbl.header.type != idx_type::u8)
-    throw_format(lbl_path, "labels must be unsigned bytes (type 0x08), the file has type " +
-                               idx_type_name(lbl.header.type));
+    format_fail(lbl_path.string(), "labels must be unsigned bytes (type 0x08), the file has type " +
+                                       idx_type_name(lbl.header.type));
   if (lbl.header.dims.size() != 1)
-    throw_format(lbl_path, "labels must have 1 dimension, the file holds " + lbl.header.dims_string());
+    format_fail(lbl_path.string(),
+                "labels must have 1 dimension, the file holds " + lbl.header.dims_string());
   std::size_t const n = lbl.header.dims[0];
   for (std::size_t i = 0; i < n; ++i)
     if (lbl.bytes[i] > 9)
-      throw_format(lbl_path, "label " + std::to_string(lbl.bytes[i]) + " at index " + std::to_string(i) +
-                                 " is outside 0..9");
+      format_fail(lbl_path.string(), "label " + std::to_string(lbl.bytes[i]) + " at index " +
+                                         std::to_string(i) + " is outside 0..9");
 
   idx_file img = read_idx(img_path, opt.idx);
   if (img.header.type != idx_type::u8)
-    throw_format(img_path, "images must be unsigned bytes (type 0x08), the file has type " +
-                               idx_type_name(img.header.type));
+    format_fail(img_path.string(), "images must be unsigned bytes (type 0x08), the file has type " +
+                                       idx_type_name(img.header.type));
   auto const& d = img.header.dims;
   if (d.size() != 3 || d[1] != 28 || d[2] != 28)
-    throw_format(img_path, "images must be (n, 28, 28), the file holds " + img.header.dims_string());
+    format_fail(img_path.string(), "images must be (n, 28, 28), the file holds " + img.header.dims_string());
   if (d[0] != n)
     throw format_error(img_path.string() + ": image/label count mismatch: " + std::to_string(d[0]) +
                        " images, but " + lbl_path.string() + " has " + std::to_string(n) + " labels");

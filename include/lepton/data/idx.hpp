@@ -6,7 +6,8 @@
 /// dimensions), one big-endian 32-bit size per dimension, then the elements in row-major order,
 /// big-endian. Every size is validated against the file before anything is allocated (see
 /// docs/data.md): hostile or damaged files raise lepton::format_error, never a crash or a huge
-/// allocation.
+/// allocation. The file is opened and read with io's file reader (io/reader.hpp), a gzip file
+/// inflated with io's zlib wrapper (io/zlib.hpp).
 
 #include <algorithm>
 #include <array>
@@ -15,22 +16,20 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
-#include <zlib.h>
-
 #include "../core/config.hpp"
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
-#include "io_util.hpp"
+#include "../io/reader.hpp"
+#include "../io/zlib.hpp"
 
 namespace lepton::data {
 
@@ -172,12 +171,15 @@ inline std::string hex_byte(unsigned v) {
   return s;
 }
 
+/// "lepton: <file>: <reason>" as a format_error.
+using io::detail::format_fail;
+
 /// Checks the 4 magic bytes; returns the element type and rank.
-inline void check_idx_magic(std::filesystem::path const& p, unsigned char const* m, idx_type& type,
+inline void check_idx_magic(std::string const& p, unsigned char const* m, idx_type& type,
                             std::size_t& ndims) {
   if (m[0] != 0 || m[1] != 0)
-    throw_format(p, "wrong magic: an IDX file starts with two zero bytes, this one with " + hex_byte(m[0]) +
-                        " " + hex_byte(m[1]) + " (not an IDX file)");
+    format_fail(p, "wrong magic: an IDX file starts with two zero bytes, this one with " + hex_byte(m[0]) +
+                       " " + hex_byte(m[1]) + " (not an IDX file)");
   switch (m[2]) {
   case 0x08:
   case 0x09:
@@ -186,174 +188,99 @@ inline void check_idx_magic(std::filesystem::path const& p, unsigned char const*
   case 0x0D:
   case 0x0E: type = static_cast<idx_type>(m[2]); break;
   default:
-    throw_format(
+    format_fail(
         p, "bad element type " + hex_byte(m[2]) +
                " in the magic number (IDX knows 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, "
                "0x0E double)");
   }
   ndims = m[3];
   if (ndims == 0)
-    throw_format(p, "bad dims: the header declares 0 dimensions (need 1 to " + std::to_string(idx_max_rank) +
-                        ")");
+    format_fail(p, "bad dims: the header declares 0 dimensions (need 1 to " + std::to_string(idx_max_rank) +
+                       ")");
   if (ndims > idx_max_rank)
-    throw_format(p, "bad dims: the header declares " + std::to_string(ndims) +
-                        " dimensions, lepton reads 1 to " + std::to_string(idx_max_rank));
+    format_fail(p, "bad dims: the header declares " + std::to_string(ndims) +
+                       " dimensions, lepton reads 1 to " + std::to_string(idx_max_rank));
 }
 
 /// Parses the big-endian dims and checks that the byte counts fit in 64 bits and in size_t.
 /// Returns the byte count of the element data.
-inline std::uint64_t parse_idx_dims(std::filesystem::path const& p, unsigned char const* raw,
-                                    std::size_t ndims, idx_header& h) {
+inline std::uint64_t parse_idx_dims(std::string const& p, unsigned char const* raw, std::size_t ndims,
+                                    idx_header& h) {
   h.dims.resize(ndims);
   for (std::size_t i = 0; i < ndims; ++i) h.dims[i] = load_be32(raw + 4 * i);
-  std::uint64_t count = 1;
-  std::uint64_t bytes = 0;
-  std::uint64_t total = 0;
-  bool ok = true;
-  for (auto d : h.dims) ok = ok && checked_mul(count, d, count);
-  ok = ok && checked_mul(count, h.element_size(), bytes) && checked_add(bytes, h.header_bytes(), total);
-  if (!ok || total > std::numeric_limits<std::size_t>::max())
-    throw_format(p, "bad dims: " + h.dims_string() + " elements of " + std::to_string(h.element_size()) +
-                        " bytes overflow a 64-bit size");
-  return bytes;
+  std::optional<std::size_t> count = 1;
+  for (auto d : h.dims) count = count ? io::detail::checked_mul(*count, d) : std::nullopt;
+  auto const bytes = count ? io::detail::checked_mul(*count, h.element_size()) : std::nullopt;
+  auto const total = bytes ? io::detail::checked_add(*bytes, h.header_bytes()) : std::nullopt;
+  if (!total)
+    format_fail(p, "bad dims: " + h.dims_string() + " elements of " + std::to_string(h.element_size()) +
+                       " bytes overflow a 64-bit size");
+  return *bytes;
 }
 
 inline std::string data_claim(idx_header const& h, std::uint64_t bytes) {
   return "header says " + h.dims_string() + " = " + std::to_string(bytes) + " bytes of data";
 }
 
-inline void check_idx_cap(std::filesystem::path const& p, idx_header const& h, std::uint64_t bytes,
+inline void check_idx_cap(std::string const& p, idx_header const& h, std::uint64_t bytes,
                           idx_options const& opt) {
   if (bytes > opt.max_bytes)
-    throw_format(p, "too large: " + data_claim(h, bytes) +
-                        ", more than idx_options::max_bytes = " + std::to_string(opt.max_bytes));
+    format_fail(p, "too large: " + data_claim(h, bytes) +
+                       ", more than idx_options::max_bytes = " + std::to_string(opt.max_bytes));
 }
 
 /// The first buffer of a gzip file's data; it then doubles as the data inflates.
 inline constexpr std::size_t idx_gzip_first_chunk = std::size_t{1} << 20;
 
-/// Streams the decompressed bytes of a single-member gzip file.
-class gzip_source {
-public:
-  gzip_source(std::FILE* f, std::uint64_t file_size, std::filesystem::path const& p)
-      : m_file(f), m_file_size(file_size), m_path(p) {
-    if (inflateInit2(&m_zs, 16 + MAX_WBITS) != Z_OK) throw std::bad_alloc();
-  }
-  gzip_source(gzip_source const&) = delete;
-  gzip_source& operator=(gzip_source const&) = delete;
-  ~gzip_source() { inflateEnd(&m_zs); }
-
-  /// Inflates up to `n` bytes into `dst`; returns how many were produced. Fewer than `n` means the
-  /// gzip stream ended (ended()) or the compressed input ran out first (truncated()).
-  std::size_t read(unsigned char* dst, std::size_t n) {
-    std::size_t produced = 0;
-    while (produced < n && !m_ended) {
-      if (m_zs.avail_in == 0) {
-        if (m_eof) break;
-        std::size_t got = read_some(m_file, m_in.data(), m_in.size(), m_path);
-        m_read += got;
-        if (got < m_in.size()) m_eof = true;
-        if (got == 0) break;
-        m_zs.next_in = m_in.data();
-        m_zs.avail_in = static_cast<uInt>(got);
-      }
-      std::size_t want = n - produced;
-      if (want > (std::size_t{1} << 30)) want = std::size_t{1} << 30;
-      m_zs.next_out = dst + produced;
-      m_zs.avail_out = static_cast<uInt>(want);
-      int rc = inflate(&m_zs, Z_NO_FLUSH);
-      produced += want - m_zs.avail_out;
-      if (rc == Z_STREAM_END) {
-        m_ended = true;
-      } else if (rc == Z_MEM_ERROR) {
-        throw std::bad_alloc();
-      } else if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR || rc == Z_STREAM_ERROR) {
-        throw_format(m_path, std::string("corrupt gzip data: ") + (m_zs.msg ? m_zs.msg : "inflate failed"));
-      } else if (rc == Z_BUF_ERROR && m_zs.avail_in != 0 && m_zs.avail_out != 0) {
-        throw_format(m_path, "corrupt gzip data: inflate made no progress");
-      }
-    }
-    m_total_out += produced;
-    return produced;
-  }
-
-  bool ended() const noexcept { return m_ended; }
-  bool truncated() const noexcept { return !m_ended && m_eof && m_zs.avail_in == 0; }
-  /// Decompressed bytes produced so far.
-  std::uint64_t total_out() const noexcept { return m_total_out; }
-  /// After ended(): compressed bytes of the file that follow the end of the gzip stream.
-  std::uint64_t trailing_bytes() const noexcept { return m_zs.avail_in + (m_file_size - m_read); }
-  /// After ended(): whether the trailing bytes start like another gzip member.
-  bool trailing_is_gzip() const noexcept {
-    return m_zs.avail_in >= 2 && m_zs.next_in[0] == 0x1f && m_zs.next_in[1] == 0x8b;
-  }
-
-private:
-  std::FILE* m_file;
-  std::uint64_t m_file_size;
-  std::filesystem::path const& m_path;
-  z_stream m_zs{};
-  std::vector<unsigned char> m_in = std::vector<unsigned char>(std::size_t{1} << 16);
-  std::uint64_t m_read = 0;
-  std::uint64_t m_total_out = 0;
-  bool m_eof = false;
-  bool m_ended = false;
-};
-
-/// Deflate cannot expand data by more than about 1032:1; allow some slack for the gzip framing.
-inline constexpr std::uint64_t max_deflate_ratio = 1032;
-
-inline idx_file read_idx_gzip(std::filesystem::path const& p, opened_file& of, idx_options const& opt) {
-  std::FILE* f = of.file.get();
+inline idx_file read_idx_gzip(io::detail::file_reader const& f, idx_options const& opt) {
+  std::string const& p = f.name();
+  std::uint64_t const size = f.size();
   // The smallest gzip file: 10-byte header, an empty deflate block, 8-byte trailer.
-  if (of.size < 18)
-    throw_format(p, "truncated: a gzip file has at least 18 bytes, this one has " + std::to_string(of.size));
+  if (size < 18)
+    format_fail(p, "truncated: a gzip file has at least 18 bytes, this one has " + std::to_string(size));
   std::array<unsigned char, 4> trailer{};
-  if (std::fseek(f, static_cast<long>(of.size - 4), SEEK_SET) != 0 ||
-      read_some(f, trailer.data(), 4, p) != 4 || std::fseek(f, 0, SEEK_SET) != 0)
-    throw_io(p, "read error: cannot read the gzip trailer");
-  std::uint32_t isize = std::uint32_t{trailer[0]} | (std::uint32_t{trailer[1]} << 8) |
-                        (std::uint32_t{trailer[2]} << 16) | (std::uint32_t{trailer[3]} << 24);
+  f.read_at(size - 4, trailer.data(), 4, "the gzip trailer");
+  std::uint32_t const isize = io::detail::load_le<std::uint32_t>(trailer.data());
 
-  gzip_source src(f, of.size, p);
+  io::detail::inflater src(io::detail::byte_source(f), io::detail::inflate_format::gzip);
   auto short_header = [&](std::size_t need) {
-    throw_format(p, "truncated: the decompressed data has " + std::to_string(src.total_out()) +
-                        " bytes, the IDX header needs " + std::to_string(need) +
-                        (src.truncated() ? " (the gzip stream is cut off)" : ""));
+    format_fail(p, "truncated: the decompressed data has " + std::to_string(src.total_out()) +
+                       " bytes, the IDX header needs " + std::to_string(need) +
+                       (src.input_exhausted() ? " (the gzip stream is cut off)" : ""));
   };
   std::array<unsigned char, 4 + 4 * idx_max_rank> head{};
   if (src.read(head.data(), 4) != 4) short_header(4);
   idx_file out;
-  out.path = p;
+  out.path = f.name();
   std::size_t ndims = 0;
   check_idx_magic(p, head.data(), out.header.type, ndims);
   if (src.read(head.data() + 4, 4 * ndims) != 4 * ndims) short_header(4 + 4 * ndims);
   std::uint64_t bytes = parse_idx_dims(p, head.data() + 4, ndims, out.header);
   std::uint64_t total = bytes + out.header.header_bytes();
 
-  // Validate against the compressed size and the trailer before allocating.
-  if (total / max_deflate_ratio > of.size + 1024)
-    throw_format(p, "truncated: " + data_claim(out.header, bytes) + ", more than a " +
-                        std::to_string(of.size) +
-                        "-byte gzip file can hold (deflate expands at most about 1032:1)");
+  // Validate against the compressed size and the trailer before allocating (1024 bytes of slack
+  // for the gzip framing).
+  if (total / io::detail::deflate_max_ratio > size + 1024)
+    format_fail(p, "truncated: " + data_claim(out.header, bytes) + ", more than a " + std::to_string(size) +
+                       "-byte gzip file can hold (deflate expands at most about 1032:1)");
   if (std::uint32_t want = static_cast<std::uint32_t>(total & 0xFFFFFFFFu); want != isize) {
     // The trailer holds the size mod 2^32: it tells short from long only for sizes below 4 GiB.
     bool const small = total <= 0xFFFFFFFFu;
     std::string const kind = !small ? "size mismatch: " : isize < want ? "truncated: " : "extra bytes: ";
-    throw_format(p,
-                 kind + data_claim(out.header, bytes) + " (" + std::to_string(total) +
-                     " with the header), but the gzip trailer says the file decompresses to " +
-                     std::to_string(isize) + " bytes (mod 2^32)" +
-                     (!small         ? ": the file is cut off or corrupt, or its header is wrong"
-                      : isize < want ? ": the file is cut off or corrupt"
-                                     : ": the data is longer than its header says, or the file is corrupt"));
+    format_fail(p,
+                kind + data_claim(out.header, bytes) + " (" + std::to_string(total) +
+                    " with the header), but the gzip trailer says the file decompresses to " +
+                    std::to_string(isize) + " bytes (mod 2^32)" +
+                    (!small         ? ": the file is cut off or corrupt, or its header is wrong"
+                     : isize < want ? ": the file is cut off or corrupt"
+                                    : ": the data is longer than its header says, or the file is corrupt"));
   }
   check_idx_cap(p, out.header, bytes, opt);
   if (total > opt.max_decompressed_bytes)
-    throw_format(p, "too large: " + data_claim(out.header, bytes) + " (" + std::to_string(total) +
-                        " with the header), more than idx_options::max_decompressed_bytes = " +
-                        std::to_string(opt.max_decompressed_bytes) +
-                        " (the cap on what a gzip file may inflate to)");
+    format_fail(p, "too large: " + data_claim(out.header, bytes) + " (" + std::to_string(total) +
+                       " with the header), more than idx_options::max_decompressed_bytes = " +
+                       std::to_string(opt.max_decompressed_bytes) +
+                       " (the cap on what a gzip file may inflate to)");
 
   // The header, the trailer and the compressed size can all lie: grow the buffer with the data that
   // actually inflates (doubling, never beyond the declared size), so a short stream under a huge
@@ -370,52 +297,47 @@ inline idx_file read_idx_gzip(std::filesystem::path const& p, opened_file& of, i
     if (got < next) break; // the stream ended or was cut off
   }
   if (got != bytes)
-    throw_format(p,
-                 "truncated: " + data_claim(out.header, bytes) + ", file has " + std::to_string(got) +
-                     (src.truncated() ? " (the gzip stream is cut off)" : " (the gzip stream ends early)"));
+    format_fail(
+        p, "truncated: " + data_claim(out.header, bytes) + ", file has " + std::to_string(got) +
+               (src.input_exhausted() ? " (the gzip stream is cut off)" : " (the gzip stream ends early)"));
   unsigned char extra = 0;
   if (src.read(&extra, 1) != 0)
-    throw_format(p, "extra bytes: " + data_claim(out.header, bytes) + ", the file decompresses to more");
-  if (!src.ended()) throw_format(p, "truncated: the gzip stream is cut off before its end");
+    format_fail(p, "extra bytes: " + data_claim(out.header, bytes) + ", the file decompresses to more");
+  if (!src.ended()) format_fail(p, "truncated: the gzip stream is cut off before its end");
   if (auto t = src.trailing_bytes(); t != 0)
-    throw_format(p, "extra bytes: " + std::to_string(t) + " bytes follow the end of the gzip stream" +
-                        (src.trailing_is_gzip()
-                             ? " (a second gzip member; concatenated gzip files are not supported)"
-                             : " (trailing garbage)"));
+    format_fail(p, "extra bytes: " + std::to_string(t) + " bytes follow the end of the gzip stream" +
+                       (src.trailing_is_gzip()
+                            ? " (a second gzip member; concatenated gzip files are not supported)"
+                            : " (trailing garbage)"));
   return out;
 }
 
-inline idx_file read_idx_raw(std::filesystem::path const& p, opened_file& of,
-                             std::array<unsigned char, 2> first, idx_options const& opt) {
-  std::FILE* f = of.file.get();
+inline idx_file read_idx_raw(io::detail::file_reader const& f, idx_options const& opt) {
+  std::string const& p = f.name();
+  std::uint64_t const size = f.size();
   std::array<unsigned char, 4 + 4 * idx_max_rank> head{};
-  head[0] = first[0];
-  head[1] = first[1];
-  if (of.size < 4)
-    throw_format(p, "truncated: the file has " + std::to_string(of.size) + " bytes, the IDX header needs 4");
-  if (read_some(f, head.data() + 2, 2, p) != 2)
-    throw_format(p, "truncated: the file shrank while being read");
+  if (size < 4)
+    format_fail(p, "truncated: the file has " + std::to_string(size) + " bytes, the IDX header needs 4");
+  f.read_at(0, head.data(), 4, "the IDX magic number");
   idx_file out;
-  out.path = p;
+  out.path = f.name();
   std::size_t ndims = 0;
   check_idx_magic(p, head.data(), out.header.type, ndims);
   std::size_t hbytes = 4 + 4 * ndims;
-  if (of.size < hbytes)
-    throw_format(p, "truncated: the file has " + std::to_string(of.size) + " bytes, the IDX header with " +
-                        std::to_string(ndims) + " dimensions needs " + std::to_string(hbytes));
-  if (read_some(f, head.data() + 4, 4 * ndims, p) != 4 * ndims)
-    throw_format(p, "truncated: the file shrank while being read");
+  if (size < hbytes)
+    format_fail(p, "truncated: the file has " + std::to_string(size) + " bytes, the IDX header with " +
+                       std::to_string(ndims) + " dimensions needs " + std::to_string(hbytes));
+  f.read_at(4, head.data() + 4, 4 * ndims, "the IDX header");
   std::uint64_t bytes = parse_idx_dims(p, head.data() + 4, ndims, out.header);
-  std::uint64_t have = of.size - hbytes;
+  std::uint64_t have = size - hbytes;
   if (have < bytes)
-    throw_format(p, "truncated: " + data_claim(out.header, bytes) + ", file has " + std::to_string(have));
+    format_fail(p, "truncated: " + data_claim(out.header, bytes) + ", file has " + std::to_string(have));
   if (have > bytes)
-    throw_format(p, "extra bytes: " + data_claim(out.header, bytes) + ", file has " + std::to_string(have) +
-                        " (" + std::to_string(have - bytes) + " trailing bytes)");
+    format_fail(p, "extra bytes: " + data_claim(out.header, bytes) + ", file has " + std::to_string(have) +
+                       " (" + std::to_string(have - bytes) + " trailing bytes)");
   check_idx_cap(p, out.header, bytes, opt);
   out.bytes.resize(static_cast<std::size_t>(bytes));
-  if (read_some(f, out.bytes.data(), out.bytes.size(), p) != out.bytes.size())
-    throw_format(p, "truncated: the file shrank while being read");
+  f.read_at(hbytes, out.bytes.data(), out.bytes.size(), "the IDX data");
   return out;
 }
 
@@ -424,8 +346,8 @@ template <class T, class S> T convert_idx_value(S v, std::filesystem::path const
     // Float-to-integer conversion of a non-finite or out-of-range value is undefined behaviour.
     if (!std::isfinite(v) || v < static_cast<S>(std::numeric_limits<T>::lowest()) ||
         v >= static_cast<S>(std::numeric_limits<T>::max()) + S(1))
-      throw_format(p, "element " + std::to_string(i) + " = " + std::to_string(v) +
-                          " does not fit in the requested integer type");
+      format_fail(p.string(), "element " + std::to_string(i) + " = " + std::to_string(v) +
+                                  " does not fit in the requested integer type");
   }
   return static_cast<T>(v);
 }
@@ -478,17 +400,11 @@ template <class T> void idx_file::decode_into(T* out) const {
 /// // f.header.dims == {10000, 28, 28}, f.header.type == lepton::data::idx_type::u8
 /// ```
 inline idx_file read_idx(std::filesystem::path const& path, idx_options const& options = {}) {
-  auto of = detail::open_regular_file(path);
+  io::detail::file_reader f(path);
   std::array<unsigned char, 2> first{};
-  std::size_t got = detail::read_some(of.file.get(), first.data(), 2, path);
-  if (got == 2 && first[0] == 0x1f && first[1] == 0x8b) {
-    if (std::fseek(of.file.get(), 0, SEEK_SET) != 0) detail::throw_io(path, "read error: cannot seek");
-    return detail::read_idx_gzip(path, of, options);
-  }
-  if (got < 2)
-    detail::throw_format(path, "truncated: the file has " + std::to_string(of.size) +
-                                   " bytes, the IDX header needs 4");
-  return detail::read_idx_raw(path, of, first, options);
+  if (f.size() >= 2) f.read_at(0, first.data(), 2, "the magic number");
+  if (f.size() >= 2 && first[0] == 0x1f && first[1] == 0x8b) return detail::read_idx_gzip(f, options);
+  return detail::read_idx_raw(f, options);
 }
 
 /// @brief Reads an IDX file into a tensor whose static dimensions must match the file's.
@@ -512,8 +428,8 @@ tensor<T, Dims...> read_idx_tensor(std::filesystem::path const& path, idx_option
   bool ok = f.header.dims.size() == want.size();
   for (std::size_t i = 0; ok && i < want.size(); ++i) ok = want[i] == dyn || want[i] == f.header.dims[i];
   if (!ok)
-    detail::throw_format(path, "unexpected dims: expected " + to_string(dims<Dims...>{}) +
-                                   ", the file holds " + f.header.dims_string());
+    io::detail::format_fail(path.string(), "unexpected dims: expected " + to_string(dims<Dims...>{}) +
+                                               ", the file holds " + f.header.dims_string());
   shape_t<sizeof...(Dims)> s{};
   for (std::size_t i = 0; i < want.size(); ++i) s[i] = f.header.dims[i];
   tensor<T, Dims...> t(s);

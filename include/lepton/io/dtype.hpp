@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../core/dtype.hpp"
+#include "reader.hpp" // checked_mul
 
 namespace lepton::io {
 
@@ -65,20 +66,6 @@ inline std::string shape_string(std::vector<std::size_t> const& shape) {
 }
 
 namespace detail {
-
-/// a * b, or std::nullopt on overflow.
-constexpr std::optional<std::size_t> checked_mul(std::size_t a, std::size_t b) noexcept {
-  std::size_t r = 0;
-  if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
-  return r;
-}
-
-/// a + b, or std::nullopt on overflow.
-constexpr std::optional<std::size_t> checked_add(std::size_t a, std::size_t b) noexcept {
-  std::size_t r = 0;
-  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
-  return r;
-}
 
 /// Number of bytes of a tensor of this dtype and shape, or std::nullopt if it overflows std::size_t
 /// (or exceeds PTRDIFF_MAX, the largest object a program can allocate). A zero dimension gives 0

@@ -1,13 +1,18 @@
 #pragma once
 /// @file reader.hpp
-/// @brief Bounded reading of untrusted files (POSIX): every read is checked against the file size
-///        before anything is allocated, and a short file is a lepton::format_error naming the file.
+/// @brief lepton's one file reader (POSIX), for every file format of io/ and data/: opening a regular
+///        file with errors that name it, bounded reads checked against the file size before anything
+///        is allocated (a short file is a lepton::format_error naming the file), windows of a file or
+///        of memory, overflow-checked size arithmetic and little-endian integers.
+///
+/// Nothing here is needed by users; everything lives in `lepton::io::detail`.
 
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -37,8 +42,28 @@ inline constexpr std::size_t max_rank = 64;
   throw io_error(file + ": " + reason + ": " + errno_text(e));
 }
 
-/// An open, regular, read-only file. Opening a directory, a FIFO or a device is an io_error (and
-/// never blocks: the file is opened with O_NONBLOCK and checked with fstat before any read).
+/// "lepton: <file>: <reason>" as an io_error (a missing directory, a missing file of a data set).
+[[noreturn]] inline void io_fail(std::string const& file, std::string const& reason) {
+  throw io_error(file + ": " + reason);
+}
+
+/// a * b, or std::nullopt on overflow.
+constexpr std::optional<std::size_t> checked_mul(std::size_t a, std::size_t b) noexcept {
+  std::size_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+/// a + b, or std::nullopt on overflow.
+constexpr std::optional<std::size_t> checked_add(std::size_t a, std::size_t b) noexcept {
+  std::size_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+/// An open, regular, read-only file. A missing file, a directory, a FIFO or a device is an io_error
+/// naming the path (and opening never blocks: the file is opened with O_NONBLOCK and checked with
+/// fstat, on the open descriptor, before any read).
 class file_reader {
 public:
   explicit file_reader(std::filesystem::path const& path) : m_name(path.string()) {
@@ -108,6 +133,8 @@ class byte_source {
 public:
   byte_source(file_reader const& f, std::uint64_t base, std::uint64_t size, std::string name)
       : m_file(&f), m_base(base), m_size(size), m_name(std::move(name)) {}
+  /// The whole file, named like it.
+  explicit byte_source(file_reader const& f) : byte_source(f, 0, f.size(), f.name()) {}
   byte_source(std::span<std::byte const> mem, std::string name)
       : m_mem(mem), m_size(mem.size()), m_name(std::move(name)) {}
 
@@ -125,6 +152,8 @@ public:
                        std::move(name));
   }
 
+  /// Reads exactly `n` bytes at `offset`; `what` names the part for messages. Past the end of the
+  /// window is a format_error ("truncated").
   void read(std::uint64_t offset, void* dst, std::size_t n, std::string const& what) const {
     if (offset > m_size || n > m_size - offset)
       format_fail(m_name, "truncated: " + what + " needs bytes [" + std::to_string(offset) + ", " +
@@ -135,6 +164,15 @@ public:
       m_file->read_at(m_base + offset, dst, n, what);
     else
       std::memcpy(dst, m_mem.data() + offset, n);
+  }
+
+  /// Reads the min(n, size() - offset) bytes at `offset` and returns how many (0 at the end): the
+  /// next chunk of a sequential reader (CSV text, compressed input).
+  std::size_t read_upto(std::uint64_t offset, void* dst, std::size_t n, std::string const& what) const {
+    if (offset >= m_size) return 0;
+    if (n > m_size - offset) n = static_cast<std::size_t>(m_size - offset);
+    read(offset, dst, n, what);
+    return n;
   }
 
 private:
