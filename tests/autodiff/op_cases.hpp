@@ -11,8 +11,10 @@
 // and for an exactly zero gradient contribution. Composite cases (chains, a leaf used twice, layers)
 // stay in test_gradcheck.cpp.
 #include <catch2/catch.hpp>
+#include <lepton/expr/batch_norm.hpp>
 #include <lepton/expr/conv.hpp>
 #include <lepton/expr/op_list.hpp>
+#include <lepton/expr/pool.hpp>
 #include <lepton/lepton.hpp>
 #include <support/util.hpp>
 

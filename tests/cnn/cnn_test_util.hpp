@@ -2,7 +2,9 @@
 // Naive float64 references of the CNN ops (direct loops over the definitions) and helpers shared
 // by the CNN tests.
 #include <catch2/catch.hpp>
+#include <lepton/expr/batch_norm.hpp>
 #include <lepton/expr/conv.hpp>
+#include <lepton/expr/pool.hpp>
 #include <lepton/lepton.hpp>
 #include <support/util.hpp>
 

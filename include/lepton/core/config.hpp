@@ -25,6 +25,15 @@
 #define LEPTON_NOINLINE __attribute__((noinline))
 #endif
 
+/// Forces a lambda's call operator inline; it goes after the parameter list, `[&](auto i)
+/// LEPTON_INLINE_LAMBDA { ... }`. The register tiles of the convolution kernels and the loaders of
+/// the pooling loops are small lambdas that must all inline, or their accumulators spill.
+#if defined(__GNUC__) || defined(__clang__)
+#define LEPTON_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define LEPTON_INLINE_LAMBDA
+#endif
+
 namespace lepton {
 
 /// @brief Largest tensor rank supported by the evaluators (compile-time limit).

@@ -80,6 +80,12 @@ template <op_family F, bool D> struct nn_desc : desc_base<F, D> {
 struct conv_desc : desc_base<op_family::conv, true> {
   static constexpr std::string_view header = "lepton/expr/conv.hpp";
 };
+struct pool_desc : desc_base<op_family::conv, true> {
+  static constexpr std::string_view header = "lepton/expr/pool.hpp";
+};
+struct batch_norm_desc : desc_base<op_family::conv, true> {
+  static constexpr std::string_view header = "lepton/expr/batch_norm.hpp";
+};
 } // namespace detail
 
 // ---------------------------------------------------------------------------- elementwise, unary
@@ -430,25 +436,25 @@ struct conv2d : detail::conv_desc {
   static constexpr std::string_view summary = "2-D cross-correlation of NCHW x with (O, C, KH, KW) w, bias";
 };
 /// @brief `max_pool2d<K, S, P>(x)`.
-struct max_pool2d : detail::conv_desc {
+struct max_pool2d : detail::pool_desc {
   static constexpr std::string_view name = "max_pool2d";
   static constexpr std::string_view node = "pool2d_node";
   static constexpr std::string_view summary = "max over K x K windows of NCHW x";
 };
 /// @brief `avg_pool2d<K, S, P>(x)`.
-struct avg_pool2d : detail::conv_desc {
+struct avg_pool2d : detail::pool_desc {
   static constexpr std::string_view name = "avg_pool2d";
   static constexpr std::string_view node = "pool2d_node";
   static constexpr std::string_view summary = "mean over K x K windows of NCHW x (padding counts as 0)";
 };
 /// @brief `global_avg_pool2d(x)`.
-struct global_avg_pool2d : detail::conv_desc {
+struct global_avg_pool2d : detail::pool_desc {
   static constexpr std::string_view name = "global_avg_pool2d";
   static constexpr std::string_view node = "global_avg_pool_node";
   static constexpr std::string_view summary = "(N, C, H, W) -> (N, C), the mean of each plane";
 };
 /// @brief `batch_norm(x, gamma, beta[, options])`.
-struct batch_norm : detail::conv_desc {
+struct batch_norm : detail::batch_norm_desc {
   static constexpr std::string_view name = "batch_norm";
   static constexpr std::string_view node = "batch_norm_node";
   static constexpr std::string_view summary =

@@ -2,7 +2,8 @@
 /// @file step.hpp
 /// @brief `buffered_step`: the common part of CPU evaluators whose node computes a buffer of its
 ///        own, i.e. a step of the evaluation's schedule (eval/dag.hpp): entry resolution, forward
-///        once per value, the loadable interface over the output, and backward into the entry.
+///        once per value, the loadable interface over the output, and backward into the entry;
+///        and `write_child_grad`, which hands a step's gradient for one operand to that operand.
 ///
 /// A step evaluator `Ev` derives from `buffered_step<Ev, T, R>` and provides:
 ///  - `shape()`, `needs_grad(ctx)`, the constant `may_need_grad`;
@@ -15,6 +16,7 @@
 
 #include <cstddef>
 
+#include "../../eval/anomaly.hpp"
 #include "../../eval/dag.hpp"
 #include "../../eval/loops.hpp"
 #include "../../eval/materialise.hpp"
@@ -104,5 +106,23 @@ private:
     }
   }
 };
+
+/// A child's gradient buffer: the leaf's own gradient memory when it exposes one (`sink`), else an
+/// arena buffer handed to `child.backward` once `fill(beta, dst)` has written it.
+template <class T, std::size_t R, class Node, class Child, class Fill>
+void write_child_grad(eval_context& ctx, Child& c, shape_t<R> const& s, Fill fill) {
+  if constexpr (requires { c.sink(ctx); }) {
+    if (auto snk = c.sink(ctx); snk.ptr) {
+      fill(snk.add, snk.ptr);
+      anomaly_check<Node>(snk.ptr, shape_size(s), "backward");
+    }
+  } else {
+    T* d = ctx.alloc<T>(shape_size(s));
+    fill(false, d);
+    anomaly_check<Node>(d, shape_size(s), "backward");
+    view_ev<T, R> dv(d, s);
+    c.backward(ctx, dv);
+  }
+}
 
 } // namespace lepton::detail

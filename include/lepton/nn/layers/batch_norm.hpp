@@ -5,7 +5,7 @@
 
 #include <array>
 
-#include "../../backend/cpu/conv.hpp"
+#include "../../backend/cpu/batch_norm.hpp"
 #include "../layer.hpp"
 #include "infer.hpp"
 

@@ -2,7 +2,7 @@
 /// @file pooling.hpp
 /// @brief Pooling layers (parameter-free): max_pool2d, avg_pool2d, global_avg_pool2d.
 
-#include "../../backend/cpu/conv.hpp"
+#include "../../backend/cpu/pool.hpp"
 #include "../layer.hpp"
 
 namespace lepton::nn {
