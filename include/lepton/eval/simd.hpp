@@ -29,8 +29,11 @@ template <class V, class T> LEPTON_ALWAYS_INLINE void store(T* p, V v) {
 }
 /// Whether stream_store has a non-temporal path for V (a full-width float/double batch).
 template <class V> constexpr bool has_stream_store() {
-  if constexpr (is_scalar_v<V>)
-    return false;
+  if constexpr (is_scalar_v<V>) return false;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return true;
+#endif
   else {
     using T = typename V::value_type;
     constexpr std::size_t bytes = sizeof(T) * V::size;
@@ -52,6 +55,12 @@ template <class V> constexpr bool has_stream_store() {
 /// outputs written this way skip the read-for-ownership of each line: 3 instead of 4 memory
 /// transfers per element of `z = f(x, y)`. Callers fence with stream_fence() when done.
 template <class V, class T> LEPTON_ALWAYS_INLINE void stream_store(T* p, V v) {
+#if LEPTON_HAS_WIDE
+  if constexpr (is_wide_v<V>) {
+    wmath::stream(p, v);
+    return;
+  }
+#endif
   constexpr std::size_t bytes = sizeof(T) * V::size;
 #if defined(__AVX512F__)
   if constexpr (bytes == 64) {
