@@ -26,7 +26,8 @@ using lepton::isa;
 std::vector<isa> runnable_levels() {
   std::vector<isa> out;
   for (isa l : {isa::portable, isa::avx2, isa::avx512})
-    if (lepton::isa_compiled(l) && static_cast<int>(l) <= static_cast<int>(lepton::cpu_isa())) out.push_back(l);
+    if (lepton::isa_compiled(l) && static_cast<int>(l) <= static_cast<int>(lepton::cpu_isa()))
+      out.push_back(l);
   return out;
 }
 
@@ -70,8 +71,8 @@ TEST_CASE("isa: LEPTON_ISA from the environment picks the level", "[isa]") {
   if (v.empty() || v == "auto") {
     lepton::isa const a = lepton::active_isa();
     CHECK(lepton::isa_compiled(a));
-    CHECK(static_cast<int>(a) <= std::max(static_cast<int>(lepton::cpu_isa()),
-                                          static_cast<int>(lepton::lowest_compiled_isa())));
+    CHECK(static_cast<int>(a) <=
+          std::max(static_cast<int>(lepton::cpu_isa()), static_cast<int>(lepton::lowest_compiled_isa())));
     // The default is the best runnable level.
     CHECK(a == isa_test::runnable_levels().back());
   } else {
@@ -82,7 +83,8 @@ TEST_CASE("isa: LEPTON_ISA from the environment picks the level", "[isa]") {
       CHECK_THROWS_WITH(lepton::active_isa(), Catch::Contains("is not an ISA level"));
       return;
     }
-    bool const usable = lepton::isa_compiled(want) && static_cast<int>(want) <= static_cast<int>(lepton::cpu_isa());
+    bool const usable =
+        lepton::isa_compiled(want) && static_cast<int>(want) <= static_cast<int>(lepton::cpu_isa());
     if (usable)
       CHECK(lepton::active_isa() == want);
     else
@@ -120,7 +122,8 @@ struct gemm_shape {
 std::vector<float> run_gemm(gemm_shape const& s, std::vector<double>& want, std::vector<double>& tol) {
   std::size_t const lda = (s.ta ? s.m : s.k) + 3, ldb = (s.tb ? s.k : s.n) + 1, ldc = s.n + 2;
   std::size_t const arows = s.ta ? s.k : s.m, brows = s.tb ? s.n : s.k;
-  auto ad = random_values(arows * lda, 1), bd = random_values(brows * ldb, 2), cd = random_values(s.m * ldc, 3);
+  auto ad = random_values(arows * lda, 1), bd = random_values(brows * ldb, 2),
+       cd = random_values(s.m * ldc, 3);
   auto biasd = random_values(s.n, 4);
   std::vector<float> a(ad.begin(), ad.end()), b(bd.begin(), bd.end()), c(cd.begin(), cd.end());
   std::vector<float> bias(biasd.begin(), biasd.end()), out(s.m * s.n, std::nanf(""));
@@ -141,8 +144,9 @@ std::vector<float> run_gemm(gemm_shape const& s, std::vector<double>& want, std:
       want[i * s.n + j] = r;
       tol[i * s.n + j] = 4e-7 * (double(s.k) + 4) * (std::abs(s.alpha) * mag + std::abs(s.beta) + 1);
     }
-  lepton::detail::cpu::gemm_bias_act<float> ep{bias.data(), s.epi == 2 ? lepton::detail::cpu::gemm_activation::relu
-                                                                       : lepton::detail::cpu::gemm_activation::identity,
+  lepton::detail::cpu::gemm_bias_act<float> ep{bias.data(),
+                                               s.epi == 2 ? lepton::detail::cpu::gemm_activation::relu
+                                                          : lepton::detail::cpu::gemm_activation::identity,
                                                s.epi == 1 ? out.data() : nullptr, s.n};
   if (s.epi)
     lepton::detail::cpu::gemm<float>(s.ta, s.tb, s.m, s.n, s.k, float(s.alpha), a.data(), lda, b.data(), ldb,
@@ -180,7 +184,8 @@ TEST_CASE("isa: the GEMM of every runnable level matches float64 and the other l
       std::vector<double> want, tol;
       results.push_back(isa_test::run_gemm(s, want, tol));
       std::size_t bad = 0;
-      for (std::size_t i = 0; i < want.size(); ++i) bad += !(std::abs(double(results.back()[i]) - want[i]) <= tol[i]);
+      for (std::size_t i = 0; i < want.size(); ++i)
+        bad += !(std::abs(double(results.back()[i]) - want[i]) <= tol[i]);
       CHECK(bad == 0);
     }
     // AVX2 and AVX-512 compute the same FMA chains: bitwise equal.
@@ -197,11 +202,13 @@ namespace isa_test {
 
 /// One level's direct forward convolution of `ci` padded planes (hp x wp) with a kh x kw kernel at
 /// dilation d into co channels of oh x ow, checked against float64. Returns the output.
-std::vector<float> direct_forward(lepton::isa l, std::size_t ci, std::size_t co, std::size_t hp, std::size_t wp,
-                                  std::size_t kh, std::size_t kw, std::size_t d, double& max_err) {
+std::vector<float> direct_forward(lepton::isa l, std::size_t ci, std::size_t co, std::size_t hp,
+                                  std::size_t wp, std::size_t kh, std::size_t kw, std::size_t d,
+                                  double& max_err) {
   namespace dd = lepton::detail::direct;
   std::size_t const oh = hp - (kh - 1) * d, ow = wp - (kw - 1) * d;
-  auto xd = random_values(ci * hp * wp, 11), wd = random_values(ci * kh * kw * co, 12), bd = random_values(co, 13);
+  auto xd = random_values(ci * hp * wp, 11), wd = random_values(ci * kh * kw * co, 12),
+       bd = random_values(co, 13);
   std::vector<float> x(xd.begin(), xd.end()), bias(bd.begin(), bd.end());
   std::size_t const ob = dd::fwd_channels<float>(l, ow), co_pad = (co + ob - 1) / ob * ob;
   std::vector<float> wr(ci * kh * kw * co_pad, 0.f);
@@ -218,7 +225,8 @@ std::vector<float> direct_forward(lepton::isa l, std::size_t ci, std::size_t co,
         for (std::size_t c = 0; c < ci; ++c)
           for (std::size_t u = 0; u < kh; ++u)
             for (std::size_t v = 0; v < kw; ++v)
-              s += double(wr[((c * kh + u) * kw + v) * co_pad + o]) * x[(c * hp + y + u * d) * wp + z + v * d];
+              s +=
+                  double(wr[((c * kh + u) * kw + v) * co_pad + o]) * x[(c * hp + y + u * d) * wp + z + v * d];
         max_err = std::max(max_err, std::abs(s - double(out[(o * oh + y) * ow + z])));
       }
   return out;
@@ -232,8 +240,8 @@ std::vector<float> direct_dw(lepton::isa l, std::size_t count, std::size_t ci, s
   auto xd = random_values(count * in_stride, 21), gd = random_values(count * co * oh * ow, 22);
   std::vector<float> x(xd.begin(), xd.end()), dy(gd.begin(), gd.end()), zeros(oh * ow, 0.f);
   std::vector<float> dw(co * ci * kh * kw, 0.f);
-  dd::dw_images_any<float>(l, dy.data(), co, dd::planes<float>{x.data(), ci, hp * wp, wp}, in_stride, count, kh, kw,
-                           d, oh, ow, zeros.data(), dw.data());
+  dd::dw_images_any<float>(l, dy.data(), co, dd::planes<float>{x.data(), ci, hp * wp, wp}, in_stride, count,
+                           kh, kw, d, oh, ow, zeros.data(), dw.data());
   max_err = 0;
   for (std::size_t o = 0; o < co; ++o)
     for (std::size_t c = 0; c < ci; ++c)

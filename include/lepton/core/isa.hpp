@@ -3,7 +3,8 @@
 /// @brief Runtime choice of the CPU instruction set the hot kernels run with (runtime ISA dispatch).
 ///
 /// lepton compiles its hot CPU kernels (the GEMM micro-kernels and packing, the direct convolution
-/// kernels) several times inside the user's own translation unit: once for the instruction set the
+/// kernels; with GCC also the fused elementwise loops, reductions, softmax row kernels and optimizer
+/// passes, eval/isa_loops.hpp) several times inside the user's own translation unit: once for the instruction set the
 /// build targets (its "baseline": SSE2 for a plain x86-64 build) and once for every higher level
 /// lepton knows (AVX2 + FMA, AVX-512), each in a `#pragma GCC target` region. The first kernel call
 /// of a process reads CPUID (and XGETBV: whether the OS saves the wider registers) and picks the

@@ -23,6 +23,7 @@
 #include "../core/parallel.hpp"
 #include "../core/shape.hpp"
 #include "context.hpp"
+#include "loop_support.hpp"
 #include "simd.hpp"
 
 namespace lepton::detail::loops {

@@ -23,14 +23,10 @@
 #include "../core/parallel.hpp"
 #include "../core/shape.hpp"
 #include "context.hpp"
+#include "loop_support.hpp"
 #include "simd.hpp"
 
 namespace lepton::detail {
-
-/// Elements per thread below which a fused loop stays on the calling thread.
-inline constexpr std::size_t parallel_grain = 32768;
-/// Outputs at least this large are written with non-temporal stores (they would not stay in cache).
-inline constexpr std::size_t stream_threshold_bytes = std::size_t{16} << 20;
 
 /// A materialised value (a tensor, a parameter, or an arena buffer) read as a loadable.
 template <class T, std::size_t R> struct view_ev {
@@ -99,15 +95,6 @@ template <class T> struct scalar_ev {
   }
 };
 
-/// Unravels a linear row number into the outer index of a shape (all dimensions but the last).
-template <std::size_t R>
-LEPTON_ALWAYS_INLINE void unravel_row(std::size_t row, shape_t<R> const& s, std::size_t* idx) {
-  for (std::size_t d = R - 1; d-- > 0;) {
-    idx[d] = row % s[d];
-    row /= s[d];
-  }
-}
-
 /// Reduction kinds: sum and max.
 struct sum_reducer {
   template <class T> static constexpr T identity() { return T(0); }
@@ -154,6 +141,37 @@ template <class T, class Red, std::size_t R, class Ev>
 void reduce_axis(Ev const& ev, shape_t<R> const& s, std::size_t axis, T* out) {
   with_loop_isa(active_isa(),
                 [&](auto k) { decltype(k)::template reduce_axis<T, Red, R>(ev, s, axis, out); });
+}
+
+/// y = softmax(x), or log_softmax(x) when Log, over `rows` contiguous rows of n values (the copy
+/// compiled for lepton::active_isa()).
+template <class T, bool Log> void softmax_rows(T const* x, T* y, std::size_t rows, std::size_t n) {
+  with_loop_isa(active_isa(), [&](auto k) { decltype(k)::template softmax_rows<T, Log>(x, y, rows, n); });
+}
+/// Per row of x (rows x n): stats[3r] = max, stats[3r + 1] = log(sum(exp(x - max))).
+template <class T> void softmax_row_stats(T const* x, std::size_t rows, std::size_t n, T* stats) {
+  with_loop_isa(active_isa(), [&](auto k) { decltype(k)::template softmax_row_stats<T>(x, rows, n, stats); });
+}
+/// d[r, c] = g[r] * stats[3r + 2] * exp(x[r, c] - stats[3r] - stats[3r + 1]).
+template <class T>
+void softmax_xent_grad(T const* x, std::size_t rows, std::size_t n, T const* stats, T const* g, T* d) {
+  with_loop_isa(active_isa(),
+                [&](auto k) { decltype(k)::template softmax_xent_grad<T>(x, rows, n, stats, g, d); });
+}
+
+/// One pass of an optimizer update rule over elements [b, e) of one parameter (optim/optimizer.hpp).
+template <class T, std::size_t NS, class Rule> void
+optimizer_update(Rule const& rule, T scale, T* pv, T const* pg, T* const* st, std::size_t b, std::size_t e) {
+  with_loop_isa(active_isa(),
+                [&](auto k) { decltype(k)::template update<T, NS>(rule, scale, pv, pg, st, b, e); });
+}
+/// Sum of squares of g[b, e) (the gradient-norm pass).
+template <class T> double sum_squares(T const* g, std::size_t b, std::size_t e) {
+  return with_loop_isa(active_isa(), [&](auto k) { return decltype(k)::template sum_squares<T>(g, b, e); });
+}
+/// Whether every g[i], i in [b, e), is finite (the gradient check pass).
+template <class T> bool all_finite(T const* g, std::size_t b, std::size_t e) {
+  return with_loop_isa(active_isa(), [&](auto k) { return decltype(k)::template all_finite<T>(g, b, e); });
 }
 
 } // namespace lepton::detail

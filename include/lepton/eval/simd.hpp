@@ -97,4 +97,18 @@ inline void stream_fence() {
 #endif
 }
 
+/// The last n (< lanes) elements at p as one vector, the other lanes set to `fill`: a short row
+/// (10 classes) then costs one vector exp instead of n scalar calls into libm.
+template <class V, class T> LEPTON_ALWAYS_INLINE V load_tail(T const* p, std::size_t n, T fill) {
+  alignas(64) T tmp[lanes_v<V>];
+  for (std::size_t i = 0; i < lanes_v<V>; ++i) tmp[i] = i < n ? p[i] : fill;
+  return load<V>(tmp);
+}
+/// Stores the first n (< lanes) lanes of v at p.
+template <class V, class T> LEPTON_ALWAYS_INLINE void store_tail(T* p, std::size_t n, V v) {
+  alignas(64) T tmp[lanes_v<V>];
+  store<V>(tmp, v);
+  for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
+}
+
 } // namespace lepton::detail

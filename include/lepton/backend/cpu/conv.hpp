@@ -131,7 +131,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
             direct::pad_planes(xi, g.c, g.h, g.w, g.p, g.p, pad);
             in = {pad, g.c, hp * wdp, wdp};
           }
-          direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, oc, co_pad, br, o + i * oc * ohw, g.oh, g.ow, spare);
+          direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, oc, co_pad, br, o + i * oc * ohw, g.oh, g.ow,
+                                spare);
         }
       });
       this->out = view_ev<T, 4>(o, shp);
@@ -184,7 +185,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
       std::size_t const chunks = std::max<std::size_t>(1, std::min(n, conv_grad_chunks));
       bool const pw = g.pointwise();
       isa const lvl = active_isa(); // one ISA level for the whole evaluation (tile sizes follow it)
-      bool const dw_direct = gw && direct_weight_grad<T>(lvl, g), dx_direct = gx && direct_input_grad<T>(lvl, g);
+      bool const dw_direct = gw && direct_weight_grad<T>(lvl, g),
+                 dx_direct = gx && direct_input_grad<T>(lvl, g);
       bool const dw_gemm = gw && !dw_direct, dx_gemm = gx && !dx_direct;
       T const* wp = wv.ptr;
 
@@ -239,8 +241,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
               direct::pad_planes(xv.ptr + i * xsz, g.c, g.h, g.w, g.p, g.p, padx + (i - i0) * stride);
             in = {padx, g.c, hp * wdp, wdp};
           }
-          direct::dw_images_any(lvl, gv.ptr + i0 * oc * ohw, oc, in, stride, i1 - i0, g.kh, g.kw, g.d, g.oh, g.ow,
-                                zeros, dwp + c * oc * k);
+          direct::dw_images_any(lvl, gv.ptr + i0 * oc * ohw, oc, in, stride, i1 - i0, g.kh, g.kw, g.d, g.oh,
+                                g.ow, zeros, dwp + c * oc * k);
         }
         for (std::size_t i = i0; i < i1; ++i) {
           T const* dyi = gv.ptr + i * oc * ohw;
@@ -266,8 +268,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
                 direct::pad_planes(dyi, oc, g.oh, g.ow, qh, qw, padg);
                 in = {padg, oc, gh * gwd, gwd};
               }
-              direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, g.c, c_pad, static_cast<T const*>(nullptr), dxi,
-                                    g.h, g.w, spr);
+              direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, g.c, c_pad, static_cast<T const*>(nullptr),
+                                    dxi, g.h, g.w, spr);
             } else if (pw) {
               // dx (c, hw) = W^T (c, oc) x dy (oc, hw)
               cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dxi, ohw);

@@ -138,9 +138,10 @@ template <class T> void fwd_image_any(isa k, planes<T> in, std::size_t kh, std::
 /// dW (o_n, c_n, kh, kw) += the contribution of `count` images with level `k`'s kernels: dY (count,
 /// o_n, oh, ow) and the padded input planes (count images of `in.ci` planes, `in_stride` apart);
 /// `zeros` holds oh * ow zeros. dw_direct_width(kw) must hold.
-template <class T> void dw_images_any(isa k, T const* dy, std::size_t o_n, planes<T> in, std::size_t in_stride,
-                                      std::size_t count, std::size_t kh, std::size_t kw, std::size_t d,
-                                      std::size_t oh, std::size_t ow, T const* zeros, T* dw) {
+template <class T> void dw_images_any(isa k, T const* dy, std::size_t o_n, planes<T> in,
+                                      std::size_t in_stride, std::size_t count, std::size_t kh,
+                                      std::size_t kw, std::size_t d, std::size_t oh, std::size_t ow,
+                                      T const* zeros, T* dw) {
   cpu::with_isa(k, [&](auto K) {
     decltype(K)::template dw_images<T>(dy, o_n, in, in_stride, count, kh, kw, d, oh, ow, zeros, dw);
   });

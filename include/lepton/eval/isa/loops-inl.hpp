@@ -24,6 +24,11 @@ template <class T> using lvec =
                        wide_for<T, LEPTON_VBYTES>, simd_t<T>>;
 
 /// dst (contiguous, shape s) = ev, or += ev when `add`. `ev` must be bound to s.
+///
+/// Each path holds one inlined copy of the expression: `add` and the store kind are loop-invariant
+/// branches (predicted, and unswitched at -O3) rather than separate loops, and the scalar ends are
+/// the shared out-of-line tails of eval/loops.hpp. Compile time grows with the copies times the
+/// ISA levels.
 template <class T, std::size_t R, class Ev>
 void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
   using V = lvec<T>;
@@ -39,20 +44,26 @@ void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
       // (through `ev`, every load re-read them: 1.4x slower fused loops on one core).
       auto const lev = ev;
       std::size_t i = b;
-      if (add) {
-        for (; i + W <= e; i += W) store<V>(dst + i, load<V>(dst + i) + lev.template load_flat<V>(i));
-        for (; i < e; ++i) dst[i] += lev.template load_flat<T>(i);
-      } else if (stream) {
+      if (stream) {
         // big output: align, then bypass the cache (no read-for-ownership of the destination)
-        for (; i < e && reinterpret_cast<std::uintptr_t>(dst + i) % (sizeof(T) * W) != 0; ++i)
-          dst[i] = lev.template load_flat<T>(i);
-        for (; i + W <= e; i += W) stream_store<V>(dst + i, lev.template load_flat<V>(i));
-        for (; i < e; ++i) dst[i] = lev.template load_flat<T>(i);
-        stream_fence();
-      } else {
-        for (; i + W <= e; i += W) store<V>(dst + i, lev.template load_flat<V>(i));
-        for (; i < e; ++i) dst[i] = lev.template load_flat<T>(i);
+        std::size_t a = b;
+        while (a < e && reinterpret_cast<std::uintptr_t>(dst + a) % (sizeof(T) * W) != 0) ++a;
+        tail_flat(dst, lev, b, a, false);
+        i = a;
       }
+      for (; i + W <= e; i += W) {
+        V v = lev.template load_flat<V>(i);
+        if (add) v = load<V>(dst + i) + v;
+        if constexpr (has_stream_store<V>()) {
+          if (stream) {
+            stream_store<V>(dst + i, v);
+            continue;
+          }
+        }
+        store<V>(dst + i, v);
+      }
+      tail_flat(dst, lev, i, e, add);
+      if (stream) stream_fence();
     });
     return;
   }
@@ -67,14 +78,12 @@ void run_assign(T* dst, Ev const& ev, shape_t<R> const& s, bool add) {
         unravel_row<R>(r, s, idx);
         T* out = dst + r * inner;
         std::size_t c = 0;
-        if (add) {
-          for (; c + W <= inner; c += W)
-            store<V>(out + c, load<V>(out + c) + lev.template load_row<V, R>(idx, c));
-          for (; c < inner; ++c) out[c] += lev.template load_row<T, R>(idx, c);
-        } else {
-          for (; c + W <= inner; c += W) store<V>(out + c, lev.template load_row<V, R>(idx, c));
-          for (; c < inner; ++c) out[c] = lev.template load_row<T, R>(idx, c);
+        for (; c + W <= inner; c += W) {
+          V v = lev.template load_row<V, R>(idx, c);
+          if (add) v = load<V>(out + c) + v;
+          store<V>(out + c, v);
         }
+        if (c < inner) tail_row<T, R>(out, lev, idx, c, inner, add);
       }
     });
   }
@@ -91,7 +100,7 @@ template <class T, class Ev> void run_block(T* dst, std::size_t ld, Ev const& ev
     T* out = dst + i * ld;
     std::size_t c = j0;
     for (; c + W <= j1; c += W) store<V>(out + c, ev.template load_row<V, 2>(idx, c));
-    for (; c < j1; ++c) out[c] = ev.template load_row<T, 2>(idx, c);
+    if (c < j1) tail_row<T, 2>(out, ev, idx, c, j1, false);
   }
 }
 
@@ -109,8 +118,7 @@ template <class T, class Red, class Ev> T reduce_flat_range(Ev const& ev, std::s
   }
   for (; i + W <= e; i += W) a0 = Red::combine(a0, ev.template load_flat<V>(i));
   T r = static_cast<T>(Red::horizontal(Red::combine(Red::combine(a0, a1), Red::combine(a2, a3))));
-  for (; i < e; ++i) r = Red::combine(r, ev.template load_flat<T>(i));
-  return r;
+  return i < e ? tail_reduce_flat<T, Red>(ev, i, e, r) : r;
 }
 
 /// Reduces one row of the last dimension.
@@ -126,8 +134,7 @@ T reduce_row(Ev const& ev, std::size_t const* idx, std::size_t inner) {
   }
   for (; c + W <= inner; c += W) a0 = Red::combine(a0, ev.template load_row<V, R>(idx, c));
   T r = static_cast<T>(Red::horizontal(Red::combine(a0, a1)));
-  for (; c < inner; ++c) r = Red::combine(r, ev.template load_row<T, R>(idx, c));
-  return r;
+  return c < inner ? tail_reduce_row<T, Red, R>(ev, idx, c, inner, r) : r;
 }
 
 /// Reduction of every element. Deterministic: the chunking does not depend on the thread count.
@@ -211,12 +218,175 @@ void reduce_axis(Ev const& ev, shape_t<R> const& s, std::size_t axis, T* out) {
           std::size_t c = 0;
           for (; c + W <= last; c += W)
             store<V>(dst + c, Red::combine(load<V>(dst + c), ev.template load_row<V, R>(idx, c)));
-          for (; c < last; ++c) dst[c] = Red::combine(dst[c], ev.template load_row<T, R>(idx, c));
+          if (c < last) tail_reduce_into<T, Red, R>(dst, ev, idx, c, last);
         }
       }
     }
   });
 }
+
+/// @name Row kernels of the softmax family (backend/cpu/nn_ops.hpp)
+/// Rows of n contiguous values, shifted by the row maximum. The end of a row is one vector padded
+/// with -inf for the statistics and 0 for the outputs: a 10-class row costs one vector exp.
+/// @{
+/// Row max and log(sum(exp(x - max))) of one row.
+template <class T> LEPTON_ALWAYS_INLINE void row_stats(T const* x, std::size_t n, T& mx, T& logs) {
+  using V = lvec<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  V vm = splat<V>(ninf);
+  std::size_t c = 0;
+  for (; c + W <= n; c += W) vm = m::max(vm, load<V>(x + c));
+  std::size_t const tail = n - c;
+  V const vt = tail ? load_tail<V>(x + c, tail, ninf) : splat<V>(ninf);
+  T mv = static_cast<T>(m::hmax(m::max(vm, vt)));
+  if (mv == ninf || n == 0) mv = T(0);
+  V vs = splat<V>(T(0));
+  V const vmx = splat<V>(mv);
+  for (c = 0; c + W <= n; c += W) vs = vs + m::exp(load<V>(x + c) - vmx);
+  if (tail) vs = vs + m::exp(vt - vmx);
+  mx = mv;
+  logs = std::log(static_cast<T>(m::hsum(vs)));
+}
+
+/// y = softmax(x) (or log_softmax when Log) over each of `rows` rows of n values.
+template <class T, bool Log> void softmax_rows(T const* x, T* y, std::size_t rows, std::size_t n) {
+  using V = lvec<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  parallel_range(rows, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
+                 [&](std::size_t b, std::size_t e) {
+    for (std::size_t r = b; r < e; ++r) {
+      T const* xr = x + r * n;
+      T* yr = y + r * n;
+      T mx, logs;
+      row_stats(xr, n, mx, logs);
+      V const vm = splat<V>(mx), vl = splat<V>(logs);
+      std::size_t c = 0;
+      for (; c + W <= n; c += W) {
+        V const t = (load<V>(xr + c) - vm) - vl;
+        store<V>(yr + c, Log ? t : m::exp(t));
+      }
+      if (c < n) {
+        V const t = (load_tail<V>(xr + c, n - c, T(0)) - vm) - vl;
+        store_tail<V>(yr + c, n - c, Log ? t : m::exp(t));
+      }
+    }
+  });
+}
+
+/// stats[3r] = max and stats[3r + 1] = log(sum(exp(x - max))) of each of `rows` rows of n values.
+template <class T> void softmax_row_stats(T const* x, std::size_t rows, std::size_t n, T* stats) {
+  parallel_range(rows, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
+                 [&](std::size_t b, std::size_t e) {
+    for (std::size_t r = b; r < e; ++r) row_stats(x + r * n, n, stats[3 * r], stats[3 * r + 1]);
+  });
+}
+
+/// d[r, c] = g[r] * stats[3r + 2] * exp(x[r, c] - stats[3r] - stats[3r + 1]): the softmax part of
+/// the cross-entropy gradient (the caller subtracts the targets).
+template <class T>
+void softmax_xent_grad(T const* x, std::size_t rows, std::size_t n, T const* stats, T const* g, T* d) {
+  using V = lvec<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  parallel_range(rows, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
+                 [&](std::size_t b, std::size_t e) {
+    for (std::size_t r = b; r < e; ++r) {
+      T const* xr = x + r * n;
+      T* dr = d + r * n;
+      V const vm = splat<V>(stats[3 * r]), vl = splat<V>(stats[3 * r + 1]);
+      V const vg = splat<V>(g[r] * stats[3 * r + 2]);
+      std::size_t c = 0;
+      for (; c + W <= n; c += W) store<V>(dr + c, vg * m::exp((load<V>(xr + c) - vm) - vl));
+      if (c < n) store_tail<V>(dr + c, n - c, vg * m::exp((load_tail<V>(xr + c, n - c, T(0)) - vm) - vl));
+    }
+  });
+}
+/// @}
+
+/// @name Optimizer passes (optim/optimizer.hpp)
+/// @{
+/// One pass of an update rule (optim/rules.hpp) over the elements [b, e) of one parameter: value
+/// pv, gradient pg times `scale`, NS state buffers st[0..NS).
+template <class T, std::size_t NS, class Rule>
+void update(Rule const& rule, T scale, T* pv, T const* pg, T* const* st, std::size_t b, std::size_t e) {
+  using V = lvec<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  // Local copies of the rule, the scale and every pointer: none of them can alias the stores, so
+  // they stay in registers (state loaded into a std::tuple was spilled: 20% slower on AVX2).
+  auto const r = rule;
+  T const sc = scale;
+  T* const s0 = NS > 0 ? st[0] : nullptr;
+  T* const s1 = NS > 1 ? st[1] : nullptr;
+  auto body = [&](auto tag, std::size_t i) LEPTON_INLINE_LAMBDA {
+    using U = decltype(tag);
+    U p = load<U>(pv + i);
+    U const g = load<U>(pg + i) * splat<U>(sc);
+    if constexpr (NS == 0) {
+      r(p, g);
+    } else if constexpr (NS == 1) {
+      U a = load<U>(s0 + i);
+      r(p, g, a);
+      store<U>(s0 + i, a);
+    } else {
+      U a = load<U>(s0 + i), c = load<U>(s1 + i);
+      r(p, g, a, c);
+      store<U>(s0 + i, a);
+      store<U>(s1 + i, c);
+    }
+    store<U>(pv + i, p);
+  };
+  std::size_t i = b;
+  for (; i + W <= e; i += W) body(V{}, i);
+  for (; i < e; ++i) body(T{}, i);
+}
+
+/// Sum of g[i]^2 over [b, e), accumulated in T per lane (four accumulators: one add chain would
+/// wait on the add latency every vector) and in double across lanes and for the tail.
+template <class T> double sum_squares(T const* g, std::size_t b, std::size_t e) {
+  using V = lvec<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  V a0 = splat<V>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+  std::size_t i = b;
+  for (; i + 4 * W <= e; i += 4 * W) {
+    V const g0 = load<V>(g + i), g1 = load<V>(g + i + W), g2 = load<V>(g + i + 2 * W),
+            g3 = load<V>(g + i + 3 * W);
+    a0 = a0 + g0 * g0;
+    a1 = a1 + g1 * g1;
+    a2 = a2 + g2 * g2;
+    a3 = a3 + g3 * g3;
+  }
+  for (; i + W <= e; i += W) {
+    V const v = load<V>(g + i);
+    a0 = a0 + v * v;
+  }
+  double part = static_cast<double>(m::hsum((a0 + a1) + (a2 + a3)));
+  for (; i < e; ++i) part += double(g[i]) * g[i];
+  return part;
+}
+
+/// Whether every g[i] in [b, e) is finite: g - g is 0 for a finite g and NaN otherwise.
+template <class T> bool all_finite(T const* g, std::size_t b, std::size_t e) {
+  using V = lvec<T>;
+  constexpr std::size_t W = lanes_v<V>;
+  V a0 = splat<V>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+  std::size_t i = b;
+  for (; i + 4 * W <= e; i += 4 * W) {
+    V const g0 = load<V>(g + i), g1 = load<V>(g + i + W), g2 = load<V>(g + i + 2 * W),
+            g3 = load<V>(g + i + 3 * W);
+    a0 = a0 + (g0 - g0);
+    a1 = a1 + (g1 - g1);
+    a2 = a2 + (g2 - g2);
+    a3 = a3 + (g3 - g3);
+  }
+  for (; i + W <= e; i += W) {
+    V const v = load<V>(g + i);
+    a0 = a0 + (v - v);
+  }
+  T tail = static_cast<T>(m::hsum((a0 + a1) + (a2 + a3)));
+  for (; i < e; ++i) tail += g[i] - g[i];
+  return tail == T(0);
+}
+/// @}
 
 /// This level's entry points, for eval/isa_loops.hpp's with_loop_isa().
 struct kernels {
@@ -238,6 +408,26 @@ struct kernels {
   template <class T, class Red, std::size_t R, class Ev>
   static void reduce_axis(Ev const& ev, shape_t<R> const& s, std::size_t axis, T* out) {
     LEPTON_ISA_NS::reduce_axis<T, Red, R>(ev, s, axis, out);
+  }
+  template <class T, std::size_t NS, class Rule> static void
+  update(Rule const& rule, T scale, T* pv, T const* pg, T* const* st, std::size_t b, std::size_t e) {
+    LEPTON_ISA_NS::update<T, NS>(rule, scale, pv, pg, st, b, e);
+  }
+  template <class T> static double sum_squares(T const* g, std::size_t b, std::size_t e) {
+    return LEPTON_ISA_NS::sum_squares<T>(g, b, e);
+  }
+  template <class T> static bool all_finite(T const* g, std::size_t b, std::size_t e) {
+    return LEPTON_ISA_NS::all_finite<T>(g, b, e);
+  }
+  template <class T, bool Log> static void softmax_rows(T const* x, T* y, std::size_t rows, std::size_t n) {
+    LEPTON_ISA_NS::softmax_rows<T, Log>(x, y, rows, n);
+  }
+  template <class T> static void softmax_row_stats(T const* x, std::size_t rows, std::size_t n, T* stats) {
+    LEPTON_ISA_NS::softmax_row_stats<T>(x, rows, n, stats);
+  }
+  template <class T> static void softmax_xent_grad(T const* x, std::size_t rows, std::size_t n,
+                                                   T const* stats, T const* g, T* d) {
+    LEPTON_ISA_NS::softmax_xent_grad<T>(x, rows, n, stats, g, d);
   }
 };
 

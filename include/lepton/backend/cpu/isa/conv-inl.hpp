@@ -18,7 +18,9 @@ template <class T, std::size_t V> inline constexpr std::size_t channels_per_tile
     std::max<std::size_t>(1, acc_budget<T> / (rows_per_tile<T, V> * V));
 
 // The register tiles are arrays indexed in fully unrolled loops, so that they stay in registers.
-template <std::size_t N, class F> LEPTON_ALWAYS_INLINE void unroll(F&& f) { static_for<N>(static_cast<F&&>(f)); }
+template <std::size_t N, class F> LEPTON_ALWAYS_INLINE void unroll(F&& f) {
+  static_for<N>(static_cast<F&&>(f));
+}
 
 /// The lanes [0, n) of a vector row (n <= lanes): a load mask, computed once per tile.
 template <class T> struct lane_mask {
@@ -89,9 +91,8 @@ void fwd_tile(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T con
         unroll<OB>([&](auto ob) LEPTON_INLINE_LAMBDA {
           batch<T> const wb(wj[ob]);
           unroll<R>([&](auto r) LEPTON_INLINE_LAMBDA {
-            unroll<V>([&](auto v) LEPTON_INLINE_LAMBDA {
-              acc[r][ob][v] = fmadd(xin[r][v], wb, acc[r][ob][v]);
-            });
+            unroll<V>([&](auto v)
+                          LEPTON_INLINE_LAMBDA { acc[r][ob][v] = fmadd(xin[r][v], wb, acc[r][ob][v]); });
           });
         });
       }
@@ -186,9 +187,8 @@ void dw_tile(T const* dy, std::size_t dy_stride, std::size_t o0, std::size_t o_n
           unroll<KW>([&](auto j) LEPTON_INLINE_LAMBDA {
             unroll<V>([&](auto v) LEPTON_INLINE_LAMBDA {
               batch<T> const xv = mload(row + j * d + v * W, mk[v]);
-              unroll<OB>([&](auto ob) LEPTON_INLINE_LAMBDA {
-                acc[ob][j][v] = fmadd(gv[ob][v], xv, acc[ob][j][v]);
-              });
+              unroll<OB>([&](auto ob)
+                             LEPTON_INLINE_LAMBDA { acc[ob][j][v] = fmadd(gv[ob][v], xv, acc[ob][j][v]); });
             });
           });
         }

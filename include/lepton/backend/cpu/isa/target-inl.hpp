@@ -35,16 +35,16 @@ struct kernels {
   }
   template <class T> static constexpr std::size_t gemm_nr = gemm_blocking<T>::nr;
   template <class T> static std::size_t fwd_channels(std::size_t ow) { return direct::fwd_channels<T>(ow); }
-  template <class T>
-  static void fwd_image(::lepton::detail::direct::planes<T> in, std::size_t kh, std::size_t kw, std::size_t d,
-                        T const* wr, std::size_t co_n, std::size_t co_pad, T const* bias, T* out, std::size_t oh,
-                        std::size_t ow, T* spare) {
+  template <class T> static void fwd_image(::lepton::detail::direct::planes<T> in, std::size_t kh,
+                                           std::size_t kw, std::size_t d, T const* wr, std::size_t co_n,
+                                           std::size_t co_pad, T const* bias, T* out, std::size_t oh,
+                                           std::size_t ow, T* spare) {
     direct::fwd_image_any<T>(in, kh, kw, d, wr, co_n, co_pad, bias, out, oh, ow, spare);
   }
-  template <class T>
-  static void dw_images(T const* dy, std::size_t o_n, ::lepton::detail::direct::planes<T> in, std::size_t in_stride,
-                        std::size_t count, std::size_t kh, std::size_t kw, std::size_t d, std::size_t oh,
-                        std::size_t ow, T const* zeros, T* dw) {
+  template <class T> static void dw_images(T const* dy, std::size_t o_n,
+                                           ::lepton::detail::direct::planes<T> in, std::size_t in_stride,
+                                           std::size_t count, std::size_t kh, std::size_t kw, std::size_t d,
+                                           std::size_t oh, std::size_t ow, T const* zeros, T* dw) {
     direct::dw_images_any<T>(dy, o_n, in, in_stride, count, kh, kw, d, oh, ow, zeros, dw);
   }
 };

@@ -41,14 +41,20 @@ template <class T> struct vec {
 #if LEPTON_ISA_X86
     constexpr bool f = std::is_same_v<T, float>;
 #if LEPTON_ISA_LEVEL >= 2
-    if constexpr (f) return _mm512_set1_ps(s);
-    else return _mm512_set1_pd(s);
+    if constexpr (f)
+      return _mm512_set1_ps(s);
+    else
+      return _mm512_set1_pd(s);
 #elif LEPTON_ISA_LEVEL >= 1
-    if constexpr (f) return _mm256_set1_ps(s);
-    else return _mm256_set1_pd(s);
+    if constexpr (f)
+      return _mm256_set1_ps(s);
+    else
+      return _mm256_set1_pd(s);
 #else
-    if constexpr (f) return _mm_set1_ps(s);
-    else return _mm_set1_pd(s);
+    if constexpr (f)
+      return _mm_set1_ps(s);
+    else
+      return _mm_set1_pd(s);
 #endif
 #else
     raw r;
@@ -61,7 +67,9 @@ template <class T> struct vec {
     __builtin_memcpy(&r, p, sizeof r);
     return r;
   }
-  static LEPTON_ALWAYS_INLINE vec load_aligned(T const* p) noexcept { return *reinterpret_cast<raw const*>(p); }
+  static LEPTON_ALWAYS_INLINE vec load_aligned(T const* p) noexcept {
+    return *reinterpret_cast<raw const*>(p);
+  }
   LEPTON_ALWAYS_INLINE void store_unaligned(T* p) const noexcept { __builtin_memcpy(p, &v, sizeof v); }
   LEPTON_ALWAYS_INLINE void store_aligned(T* p) const noexcept { *reinterpret_cast<raw*>(p) = v; }
 
@@ -74,11 +82,15 @@ template <class T> struct vec {
 /// expression everywhere so that the AVX2 and AVX-512 kernels agree bitwise.
 template <class T> LEPTON_ALWAYS_INLINE vec<T> fmadd(vec<T> x, vec<T> y, vec<T> z) noexcept {
 #if LEPTON_ISA_X86 && LEPTON_ISA_LEVEL >= 2
-  if constexpr (std::is_same_v<T, float>) return _mm512_fmadd_ps(x.v, y.v, z.v);
-  else return _mm512_fmadd_pd(x.v, y.v, z.v);
+  if constexpr (std::is_same_v<T, float>)
+    return _mm512_fmadd_ps(x.v, y.v, z.v);
+  else
+    return _mm512_fmadd_pd(x.v, y.v, z.v);
 #elif LEPTON_ISA_X86 && LEPTON_ISA_LEVEL >= 1
-  if constexpr (std::is_same_v<T, float>) return _mm256_fmadd_ps(x.v, y.v, z.v);
-  else return _mm256_fmadd_pd(x.v, y.v, z.v);
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_fmadd_ps(x.v, y.v, z.v);
+  else
+    return _mm256_fmadd_pd(x.v, y.v, z.v);
 #else
   return x * y + z;
 #endif
@@ -91,14 +103,20 @@ template <class T> LEPTON_ALWAYS_INLINE vec<T> vmax(vec<T> a, vec<T> y) noexcept
   constexpr bool f = std::is_same_v<T, float>;
 #if LEPTON_ISA_LEVEL >= 2
   // (maskz with all lanes: the unmasked form trips GCC 12's -Wmaybe-uninitialized in target regions)
-  if constexpr (f) return _mm512_maskz_max_ps(__mmask16(0xFFFF), a.v, y.v);
-  else return _mm512_maskz_max_pd(__mmask8(0xFF), a.v, y.v);
+  if constexpr (f)
+    return _mm512_maskz_max_ps(__mmask16(0xFFFF), a.v, y.v);
+  else
+    return _mm512_maskz_max_pd(__mmask8(0xFF), a.v, y.v);
 #elif LEPTON_ISA_LEVEL >= 1
-  if constexpr (f) return _mm256_max_ps(a.v, y.v);
-  else return _mm256_max_pd(a.v, y.v);
+  if constexpr (f)
+    return _mm256_max_ps(a.v, y.v);
+  else
+    return _mm256_max_pd(a.v, y.v);
 #else
-  if constexpr (f) return _mm_max_ps(a.v, y.v);
-  else return _mm_max_pd(a.v, y.v);
+  if constexpr (f)
+    return _mm_max_ps(a.v, y.v);
+  else
+    return _mm_max_pd(a.v, y.v);
 #endif
 #else
   vec<T> r = y;
