@@ -75,7 +75,7 @@ namespace m {
   })
 // float's own wide function (wmath::name_f) or, for double, the pieces.
 #define LEPTON_MATH_FLOAT_OR_PIECES(name)                                                                    \
-  [&] {                                                                                                      \
+  [&]() LEPTON_INLINE_LAMBDA {                                                                               \
     if constexpr (std::is_same_v<T_, float>)                                                                 \
       return wmath::name##_f(x);                                                                             \
     else                                                                                                     \

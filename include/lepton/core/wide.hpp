@@ -74,6 +74,14 @@ template <class T, std::size_t B> struct wide_mask {
   using lane = typename wide_int<T>::type;
   using raw = typename wide_raw<T, B>::lanes;
   raw v;
+  wide_mask() = default;
+  LEPTON_ALWAYS_INLINE wide_mask(raw const& r) noexcept : v(r) {}
+  /// Not trivially copyable on purpose (see wide).
+  LEPTON_ALWAYS_INLINE wide_mask(wide_mask const& o) noexcept : v(o.v) {}
+  LEPTON_ALWAYS_INLINE wide_mask& operator=(wide_mask const& o) noexcept {
+    v = o.v;
+    return *this;
+  }
   friend LEPTON_ALWAYS_INLINE wide_mask operator&(wide_mask a, wide_mask b) noexcept { return {a.v & b.v}; }
   friend LEPTON_ALWAYS_INLINE wide_mask operator|(wide_mask a, wide_mask b) noexcept { return {a.v | b.v}; }
   friend LEPTON_ALWAYS_INLINE wide_mask operator!(wide_mask a) noexcept { return {~a.v}; }
@@ -92,7 +100,17 @@ template <class T, std::size_t B> struct wide {
   raw v;
 
   wide() = default;
-  LEPTON_ALWAYS_INLINE wide(raw r) noexcept : v(r) {}
+  LEPTON_ALWAYS_INLINE wide(raw const& r) noexcept : v(r) {}
+  /// Not trivially copyable on purpose: a wide value is then passed and returned through memory by
+  /// every function, whatever its target. A trivially copyable 32- or 64-byte vector travels in a
+  /// YMM/ZMM register between AVX functions and in memory for a baseline one, so a call between
+  /// the two that the compiler did not inline (an evaluator's load, a lambda) read garbage and
+  /// crashed. Inlined, the copies cost nothing.
+  LEPTON_ALWAYS_INLINE wide(wide const& o) noexcept : v(o.v) {}
+  LEPTON_ALWAYS_INLINE wide& operator=(wide const& o) noexcept {
+    v = o.v;
+    return *this;
+  }
   /// Every lane = s (s - 0 is s for every s, -0 and NaN included).
   LEPTON_ALWAYS_INLINE wide(T s) noexcept : v(s - raw{}) {}
 

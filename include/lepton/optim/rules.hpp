@@ -61,7 +61,7 @@ template <class T, bool Decoupled> struct adam_rule {
 ///        `buf = mu buf + u`, `u = buf`; `p -= lr u`.
 template <class T> struct rmsprop_rule {
   T lr, a, eps, wd, mu;
-  template <class U> LEPTON_HD U direction(U& p, U g, U& s) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD U direction(U& p, U g, U& s) const {
     g = g + ld::splat<U>(wd) * p;
     s = ld::splat<U>(a) * s + ld::splat<U>(1 - a) * g * g;
     return g / (ld::m::sqrt(s) + ld::splat<U>(eps));
