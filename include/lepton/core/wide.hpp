@@ -115,7 +115,10 @@ template <class T, std::size_t B> struct wide {
   LEPTON_ALWAYS_INLINE wide(T s) noexcept : v(s - raw{}) {}
 
   static LEPTON_ALWAYS_INLINE wide load_unaligned(T const* p) noexcept {
-    return *reinterpret_cast<uraw const*>(p);
+    // A raw value first: `raw const&` bound straight to the uraw lvalue would read it with raw's
+    // alignment (vmovaps on an unaligned address).
+    raw const r = *reinterpret_cast<uraw const*>(p);
+    return r;
   }
   static LEPTON_ALWAYS_INLINE wide load_aligned(T const* p) noexcept {
     return *reinterpret_cast<raw const*>(p);
