@@ -161,8 +161,13 @@ public:
       if (o.name.size() + 1 + o.meta.size() <= 24) width = std::max(width, o.name.size() + 1 + o.meta.size());
     auto line = [&](std::string const& left, std::string const& right) {
       s += "  " + left;
-      s += left.size() <= width ? std::string(width + 2 - left.size(), ' ')
-                                : "\n" + std::string(width + 4, ' ');
+      // (appends, not `"\n" + std::string(...)`: GCC 12 -O3 warns -Wrestrict on that, a false positive)
+      if (left.size() <= width) {
+        s.append(width + 2 - left.size(), ' ');
+      } else {
+        s += '\n';
+        s.append(width + 4, ' ');
+      }
       s += right + "\n";
     };
     for (auto const& o : m_options)

@@ -11,6 +11,7 @@
 #include "core/constraints.hpp"
 #include "core/error.hpp"
 #include "core/fpenv.hpp"
+#include "core/isa.hpp"
 #include "core/memory.hpp"
 #include "core/parallel.hpp"
 #include "core/param.hpp"

@@ -7,6 +7,7 @@
 // to check that gemm does not allocate once warmed up.
 
 #include <lepton/backend/cpu/gemm.hpp>
+#include <xsimd/xsimd.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -364,7 +365,7 @@ namespace {
 /// B of exactly nr columns, 64-byte aligned with ldb == nr, is read in place (no packing). Checks
 /// that case bitwise against the same product with B copied to ldb = nr + 1 (packed as usual).
 template <class T> void check_direct_b(std::size_t m, std::size_t k) {
-  constexpr std::size_t nr = lepton::detail::cpu::gemm_blocking<T>::nr;
+  std::size_t const nr = lepton::detail::cpu::gemm_nr<T>();
   INFO("m=" << m << " k=" << k << " nr=" << nr << (sizeof(T) == 4 ? " float" : " double"));
   gemm_case const g{false, false, m, nr, k, 1.0, 0.0};
   operands<T> o(g, 13);

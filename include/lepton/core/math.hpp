@@ -12,6 +12,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "config.hpp"
+#include "wide.hpp"
 
 namespace lepton::detail {
 
@@ -35,6 +36,11 @@ template <class V> struct lanes {
 template <class T, class A> struct lanes<xsimd::batch<T, A>> {
   static constexpr std::size_t value = xsimd::batch<T, A>::size;
 };
+#if LEPTON_HAS_WIDE
+template <class T, std::size_t B> struct lanes<wide<T, B>> {
+  static constexpr std::size_t value = wide<T, B>::size;
+};
+#endif
 template <class V> inline constexpr std::size_t lanes_v = lanes<V>::value;
 
 template <class V> inline constexpr bool is_scalar_v = std::is_arithmetic_v<V>;
@@ -46,52 +52,99 @@ template <class V, class T> LEPTON_ALWAYS_INLINE LEPTON_HD V splat(T v) {
     return V(v);
 }
 
-/// Elementwise math over scalars and batches, one spelling for both.
+/// Elementwise math over scalars, xsimd batches and (with LEPTON_HAS_WIDE) wide values, one
+/// spelling for all.
 namespace m {
-#define LEPTON_MATH_UNARY(name)                                                                              \
-  template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V name(V x) {                                            \
-    if constexpr (is_scalar_v<V>)                                                                            \
-      return std::name(x);                                                                                   \
-    else                                                                                                     \
-      return xsimd::name(x);                                                                                 \
+#if LEPTON_HAS_WIDE
+#define LEPTON_MATH_WIDE(name, wide_expr)                                                                    \
+  else if constexpr (is_wide_v<V>) {                                                                         \
+    using T_ = typename V::value_type;                                                                       \
+    (void)sizeof(T_);                                                                                        \
+    return wide_expr;                                                                                        \
   }
-LEPTON_MATH_UNARY(exp)
-LEPTON_MATH_UNARY(log)
-LEPTON_MATH_UNARY(log1p)
-LEPTON_MATH_UNARY(expm1)
-LEPTON_MATH_UNARY(sqrt)
-LEPTON_MATH_UNARY(abs)
-LEPTON_MATH_UNARY(erf)
+#else
+#define LEPTON_MATH_WIDE(name, wide_expr)
+#endif
+// A function of wide values computed by the build-level xsimd function, piece by piece.
+#define LEPTON_MATH_PIECES(name)                                                                             \
+  wmath::pieces<simd_t<T_>>(x, [](auto p) LEPTON_INLINE_LAMBDA {                                             \
+    if constexpr (is_scalar_v<decltype(p)>)                                                                  \
+      return std::name(p);                                                                                   \
+    else                                                                                                     \
+      return xsimd::name(p);                                                                                 \
+  })
+// float's own wide function (wmath::name_f) or, for double, the pieces.
+#define LEPTON_MATH_FLOAT_OR_PIECES(name)                                                                    \
+  [&]() LEPTON_INLINE_LAMBDA {                                                                               \
+    if constexpr (std::is_same_v<T_, float>)                                                                 \
+      return wmath::name##_f(x);                                                                             \
+    else                                                                                                     \
+      return LEPTON_MATH_PIECES(name);                                                                       \
+      }()
+#define LEPTON_MATH_UNARY(name, wide_expr)                                                                   \
+  template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V name(V x) {                                            \
+    if constexpr (is_scalar_v<V>) return std::name(x);                                                       \
+    LEPTON_MATH_WIDE(name, wide_expr)                                                                        \
+    else return xsimd::name(x);                                                                              \
+  }
+LEPTON_MATH_UNARY(exp, LEPTON_MATH_FLOAT_OR_PIECES(exp))
+LEPTON_MATH_UNARY(log, LEPTON_MATH_FLOAT_OR_PIECES(log))
+LEPTON_MATH_UNARY(log1p, LEPTON_MATH_FLOAT_OR_PIECES(log1p))
+LEPTON_MATH_UNARY(expm1, LEPTON_MATH_FLOAT_OR_PIECES(expm1))
+LEPTON_MATH_UNARY(sqrt, wmath::sqrt(x))
+LEPTON_MATH_UNARY(abs, wmath::abs(x))
+LEPTON_MATH_UNARY(erf, LEPTON_MATH_PIECES(erf))
 #undef LEPTON_MATH_UNARY
+#undef LEPTON_MATH_FLOAT_OR_PIECES
 
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V pow(V x, V y) {
-  if constexpr (is_scalar_v<V>)
-    return std::pow(x, y);
+  if constexpr (is_scalar_v<V>) return std::pow(x, y);
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::pieces<simd_t<typename V::value_type>>(x, y, [](auto a, auto b) LEPTON_INLINE_LAMBDA {
+      if constexpr (is_scalar_v<decltype(a)>)
+        return std::pow(a, b);
+      else
+        return xsimd::pow(a, b);
+    });
+#endif
   else
     return xsimd::pow(x, y);
 }
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V max(V a, V b) {
-  if constexpr (is_scalar_v<V>)
-    return a < b ? b : a;
+  if constexpr (is_scalar_v<V>) return a < b ? b : a;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::max(a, b);
+#endif
   else
     return xsimd::max(a, b);
 }
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V min(V a, V b) {
-  if constexpr (is_scalar_v<V>)
-    return b < a ? b : a;
+  if constexpr (is_scalar_v<V>) return b < a ? b : a;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::min(a, b);
+#endif
   else
     return xsimd::min(a, b);
 }
 /// c ? a : b with c given as a comparison result.
 template <class C, class V> LEPTON_ALWAYS_INLINE LEPTON_HD V select(C c, V a, V b) {
-  if constexpr (is_scalar_v<V>)
-    return c ? a : b;
+  if constexpr (is_scalar_v<V>) return c ? a : b;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::select(c, a, b);
+#endif
   else
     return xsimd::select(c, a, b);
 }
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V fma(V a, V b, V c) {
-  if constexpr (is_scalar_v<V>)
-    return a * b + c;
+  if constexpr (is_scalar_v<V>) return a * b + c;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::fma(a, b, c);
+#endif
   else
     return xsimd::fma(a, b, c);
 }
@@ -104,8 +157,11 @@ template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V fma(V a, V b, V c) {
 /// compute-bound on one core. Double precision keeps the library's (exp-based) tanh.
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V tanh_rational(V x) {
   V c;
-  if constexpr (is_scalar_v<V>)
-    c = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x); // NaN passes through
+  if constexpr (is_scalar_v<V>) c = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x); // NaN passes through
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    c = wmath::min(V(9.0f), wmath::max(V(-9.0f), x));
+#endif
   else
     c = xsimd::min(splat<V>(9.0f),
                    xsimd::max(splat<V>(-9.0f), x)); // x86 min/max return the 2nd operand (x) on NaN
@@ -130,6 +186,15 @@ template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD V tanh(V x) {
     return tanh_rational(x);
   else if constexpr (is_scalar_v<V>)
     return std::tanh(x);
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>) {
+    using T_ = typename V::value_type;
+    if constexpr (std::is_same_v<T_, float>)
+      return tanh_rational(x);
+    else
+      return LEPTON_MATH_PIECES(tanh);
+  }
+#endif
   else
     return xsimd::tanh(x);
 }
@@ -140,14 +205,20 @@ template <class C, class V> LEPTON_ALWAYS_INLINE LEPTON_HD V mask(C c) {
 }
 /// Horizontal sum / max of a batch (identity on scalars).
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD auto hsum(V v) {
-  if constexpr (is_scalar_v<V>)
-    return v;
+  if constexpr (is_scalar_v<V>) return v;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::hsum(v);
+#endif
   else
     return xsimd::hadd(v);
 }
 template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD auto hmax(V v) {
-  if constexpr (is_scalar_v<V>)
-    return v;
+  if constexpr (is_scalar_v<V>) return v;
+#if LEPTON_HAS_WIDE
+  else if constexpr (is_wide_v<V>)
+    return wmath::hmax(v);
+#endif
   else {
     alignas(64) typename V::value_type buf[V::size];
     v.store_aligned(buf);
@@ -156,5 +227,7 @@ template <class V> LEPTON_ALWAYS_INLINE LEPTON_HD auto hmax(V v) {
     return r;
   }
 }
+#undef LEPTON_MATH_PIECES
+#undef LEPTON_MATH_WIDE
 } // namespace m
 } // namespace lepton::detail

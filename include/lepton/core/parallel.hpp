@@ -28,6 +28,7 @@
 #include <sched.h>
 #endif
 
+#include "config.hpp"
 #include "error.hpp"
 #include "fpenv.hpp"
 
@@ -98,19 +99,33 @@ public:
   /// Runs f(i) for every i in [0, n), spread over the pool. Returns when all calls returned.
   /// The first exception thrown by f is rethrown here (after every task finished).
   template <class F> void run(std::size_t n, F&& f) {
+    using fn_t = std::remove_reference_t<F>;
+    run_erased(n, &call_task<fn_t>, const_cast<void*>(static_cast<void const*>(std::addressof(f))));
+  }
+
+  /// Calls `(*static_cast<Fn*>(ctx))(i)`. Out of line on purpose: the one place a task's body is
+  /// compiled (inlined into the serial path, the pool path and the caller's own small-size path it
+  /// was compiled three times, and the fused loops are compiled once per ISA level on top).
+  template <class Fn> LEPTON_NOINLINE static void call_task(void* ctx, std::size_t i) {
+    (*static_cast<Fn*>(ctx))(i);
+  }
+
+private:
+  using task_fn = void (*)(void*, std::size_t);
+
+  void run_erased(std::size_t n, task_fn fn, void* ctx) {
     if (n == 0) return;
     std::unique_lock<std::mutex> caller(m_caller, std::try_to_lock);
     if (n == 1 || m_workers.empty() || !caller.owns_lock()) {
-      for (std::size_t i = 0; i < n; ++i) f(i);
+      for (std::size_t i = 0; i < n; ++i) fn(ctx, i);
       return;
     }
-    using fn_t = std::remove_reference_t<F>;
     {
       std::unique_lock<std::mutex> lk(m_mutex);
       // Late workers of the previous job may still be reading its fields.
       m_idle_cv.wait(lk, [&] { return m_active == 0; });
-      m_fn = [](void* ctx, std::size_t i) { (*static_cast<fn_t*>(ctx))(i); };
-      m_ctx = const_cast<void*>(static_cast<void const*>(std::addressof(f)));
+      m_fn = fn;
+      m_ctx = ctx;
       m_n = n;
       m_next.store(0, std::memory_order_relaxed);
       m_done.store(0, std::memory_order_relaxed);
@@ -135,9 +150,6 @@ public:
       std::rethrow_exception(e);
     }
   }
-
-private:
-  using task_fn = void (*)(void*, std::size_t);
 
   void work(task_fn fn, void* ctx, std::size_t n) {
     for (;;) {
@@ -244,14 +256,17 @@ template <class F> void parallel_range(std::size_t total, std::size_t grain, F&&
   if (total == 0) return;
   grain = std::max<std::size_t>(grain, 1);
   std::size_t parts = std::min(pool().size(), total / grain);
-  if (parts <= 1) {
-    f(std::size_t{0}, total);
-    return;
-  }
-  pool().run(parts, [&](std::size_t p) {
+  auto task = [&](std::size_t p) {
     std::size_t b = total * p / parts, e = total * (p + 1) / parts;
     f(b, e);
-  });
+  };
+  if (parts <= 1) {
+    // Through the same out-of-line call as the pool's tasks: one compiled copy of f's body.
+    parts = 1;
+    thread_pool::call_task<decltype(task)>(&task, 0);
+    return;
+  }
+  pool().run(parts, task);
 }
 
 } // namespace lepton::detail

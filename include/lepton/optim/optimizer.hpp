@@ -25,6 +25,7 @@
 #include "../core/fpenv.hpp"
 #include "../core/memory.hpp"
 #include "../core/parallel.hpp"
+#include "../eval/loops.hpp"
 #include "../eval/simd.hpp"
 #include "../nn/model_view.hpp"
 #include "rules.hpp"
@@ -202,39 +203,11 @@ protected:
   /// `rule(p, scale * g, state...)` with the value, the gradient times `scale` (clipping) and the
   /// element of each state buffer (flat, in slot-offset order), then p and the state are stored.
   template <class Rule, class... S> void apply(Rule const& rule, T scale, S*... state) {
-    namespace ld = lepton::detail;
-    using V = ld::simd_t<T>;
-    constexpr std::size_t W = ld::lanes_v<V>;
     static_assert(sizeof...(S) <= 2, "lepton: internal: an update rule has at most two state buffers");
     for_each_block([&](detail::slot<T>& s, std::size_t b, std::size_t e, std::size_t) {
-      // Local copies of the rule, the scale and every pointer: none of them can alias the stores,
-      // so they stay in registers (state loaded into a std::tuple was spilled: 20% slower on AVX2).
-      auto const r = rule;
-      T const sc = scale;
-      T* const pv = s.value;
-      T const* const pg = s.grad;
       T* const st[sizeof...(S) + 1] = {(state + s.offset)..., nullptr};
-      auto body = [&](auto tag, std::size_t i) {
-        using U = decltype(tag);
-        U p = ld::load<U>(pv + i);
-        U const g = ld::load<U>(pg + i) * ld::splat<U>(sc);
-        if constexpr (sizeof...(S) == 0) {
-          r(p, g);
-        } else if constexpr (sizeof...(S) == 1) {
-          U a = ld::load<U>(st[0] + i);
-          r(p, g, a);
-          ld::store<U>(st[0] + i, a);
-        } else {
-          U a = ld::load<U>(st[0] + i), c = ld::load<U>(st[1] + i);
-          r(p, g, a, c);
-          ld::store<U>(st[0] + i, a);
-          ld::store<U>(st[1] + i, c);
-        }
-        ld::store<U>(pv + i, p);
-      };
-      std::size_t i = b;
-      for (; i + W <= e; i += W) body(V{}, i);
-      for (; i < e; ++i) body(T{}, i);
+      // the loop compiled for lepton::active_isa() (eval/isa/loops-inl.hpp)
+      lepton::detail::optimizer_update<T, sizeof...(S)>(rule, scale, s.value, s.grad, st, b, e);
     });
   }
 
@@ -260,26 +233,7 @@ protected:
       return T(1);
     }
     for_each_block([&](detail::slot<T> const& s, std::size_t b, std::size_t e, std::size_t k) {
-      using V = lepton::detail::simd_t<T>;
-      constexpr std::size_t W = lepton::detail::lanes_v<V>;
-      // Four accumulators: one add chain would wait on the add latency every vector.
-      V a0 = lepton::detail::splat<V>(T(0)), a1 = a0, a2 = a0, a3 = a0;
-      std::size_t i = b;
-      for (; i + 4 * W <= e; i += 4 * W) {
-        V const g0 = lepton::detail::load<V>(s.grad + i), g1 = lepton::detail::load<V>(s.grad + i + W);
-        V const g2 = lepton::detail::load<V>(s.grad + i + 2 * W),
-                g3 = lepton::detail::load<V>(s.grad + i + 3 * W);
-        a0 = a0 + g0 * g0;
-        a1 = a1 + g1 * g1;
-        a2 = a2 + g2 * g2;
-        a3 = a3 + g3 * g3;
-      }
-      for (; i + W <= e; i += W) {
-        V g = lepton::detail::load<V>(s.grad + i);
-        a0 = a0 + g * g;
-      }
-      double part = static_cast<double>(lepton::detail::m::hsum((a0 + a1) + (a2 + a3)));
-      for (; i < e; ++i) part += double(s.grad[i]) * s.grad[i];
+      double const part = lepton::detail::sum_squares(s.grad, b, e);
       m_block_sq[k] = part;
     });
     // Summed over the blocks in their fixed order: the same norm at any number of threads.
@@ -299,27 +253,7 @@ protected:
   /// Whether every gradient element of a slot in [b, e) is finite: g - g is 0 for a finite g, NaN
   /// otherwise.
   static bool finite_range(detail::slot<T> const& s, std::size_t b, std::size_t e) noexcept {
-    using V = lepton::detail::simd_t<T>;
-    constexpr std::size_t W = lepton::detail::lanes_v<V>;
-    // Four independent accumulators: a single add chain is latency-bound (about 3x slower).
-    V a0 = lepton::detail::splat<V>(T(0)), a1 = a0, a2 = a0, a3 = a0;
-    std::size_t i = b;
-    for (; i + 4 * W <= e; i += 4 * W) {
-      V const g0 = lepton::detail::load<V>(s.grad + i), g1 = lepton::detail::load<V>(s.grad + i + W);
-      V const g2 = lepton::detail::load<V>(s.grad + i + 2 * W),
-              g3 = lepton::detail::load<V>(s.grad + i + 3 * W);
-      a0 = a0 + (g0 - g0);
-      a1 = a1 + (g1 - g1);
-      a2 = a2 + (g2 - g2);
-      a3 = a3 + (g3 - g3);
-    }
-    for (; i + W <= e; i += W) {
-      V g = lepton::detail::load<V>(s.grad + i);
-      a0 = a0 + (g - g);
-    }
-    T tail = lepton::detail::m::hsum((a0 + a1) + (a2 + a3));
-    for (; i < e; ++i) tail += s.grad[i] - s.grad[i];
-    return tail == T(0);
+    return lepton::detail::all_finite(s.grad, b, e);
   }
 
   [[noreturn]] void throw_non_finite(detail::slot<T> const& s) const {

@@ -6,7 +6,7 @@
 /// A rule is the whole arithmetic of one optimizer step for one parameter element: it receives the
 /// element's value `p` and its (already clipped) gradient `g` by value, its state by reference,
 /// and updates `p` and the state in place. It is written once over a generic lane type `U` (a
-/// scalar `T` or a `lepton::detail::simd_t<T>` register; later a device thread's scalar) using
+/// scalar `T`, a SIMD register of the active ISA level (eval/isa_loops.hpp), or a device thread's scalar) using
 /// only `+ - * /`, `splat<U>` and `m::sqrt`, and is marked `LEPTON_HD`, so the same rule runs in
 /// the CPU's threaded block loop (optimizer_base::apply) and in a device kernel. The step's scalars
 /// (learning rate with bias correction, betas, ...) are members computed once per step.
@@ -28,10 +28,10 @@ namespace ld = lepton::detail;
 template <class T> struct sgd_rule {
   T lr, wd, mu, damp;
   bool first, nesterov;
-  template <class U> LEPTON_HD void operator()(U& p, U g) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD void operator()(U& p, U g) const {
     p = p - ld::splat<U>(lr) * (g + ld::splat<U>(wd) * p);
   }
-  template <class U> LEPTON_HD void operator()(U& p, U g, U& vel) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD void operator()(U& p, U g, U& vel) const {
     g = g + ld::splat<U>(wd) * p;
     vel = first ? g : ld::splat<U>(mu) * vel + ld::splat<U>(damp) * g;
     g = nesterov ? g + ld::splat<U>(mu) * vel : vel;
@@ -45,7 +45,7 @@ template <class T> struct sgd_rule {
 ///        multiplies p by `decay = 1 - lr wd` first.
 template <class T, bool Decoupled> struct adam_rule {
   T b1, b2, step_size, inv_bc2, eps, wd, decay;
-  template <class U> LEPTON_HD void operator()(U& p, U g, U& m, U& v) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD void operator()(U& p, U g, U& m, U& v) const {
     if constexpr (Decoupled)
       p = p * ld::splat<U>(decay);
     else
@@ -61,15 +61,15 @@ template <class T, bool Decoupled> struct adam_rule {
 ///        `buf = mu buf + u`, `u = buf`; `p -= lr u`.
 template <class T> struct rmsprop_rule {
   T lr, a, eps, wd, mu;
-  template <class U> LEPTON_HD U direction(U& p, U g, U& s) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD U direction(U& p, U g, U& s) const {
     g = g + ld::splat<U>(wd) * p;
     s = ld::splat<U>(a) * s + ld::splat<U>(1 - a) * g * g;
     return g / (ld::m::sqrt(s) + ld::splat<U>(eps));
   }
-  template <class U> LEPTON_HD void operator()(U& p, U g, U& s) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD void operator()(U& p, U g, U& s) const {
     p = p - ld::splat<U>(lr) * direction(p, g, s);
   }
-  template <class U> LEPTON_HD void operator()(U& p, U g, U& s, U& buf) const {
+  template <class U> LEPTON_ALWAYS_INLINE LEPTON_HD void operator()(U& p, U g, U& s, U& buf) const {
     U const u = direction(p, g, s);
     buf = ld::splat<U>(mu) * buf + u;
     p = p - ld::splat<U>(lr) * buf;

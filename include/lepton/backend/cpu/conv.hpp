@@ -105,9 +105,10 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
     std::size_t const ohw = g.out_plane(), k = g.col_rows(), xsz = g.c * g.in_plane();
     T const* wp = wv.ptr;
     T const* bp = bias;
-    if (direct_forward<T>(g)) {
+    isa const lvl = active_isa(); // one ISA level for the whole evaluation (tile sizes follow it)
+    if (direct_forward<T>(lvl, g)) {
       // Weights as wr[(c, u, v)][o] (o fastest, padded with zeros to whole tiles), bias padded too.
-      std::size_t const ob = direct::fwd_channels<T>(g.ow), co_pad = (oc + ob - 1) / ob * ob;
+      std::size_t const ob = direct::fwd_channels<T>(lvl, g.ow), co_pad = (oc + ob - 1) / ob * ob;
       T* wr = ctx.alloc<T>(k * co_pad);
       T* br = has_bias ? ctx.alloc<T>(co_pad) : nullptr;
       for (std::size_t q = 0; q < k; ++q) {
@@ -130,7 +131,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
             direct::pad_planes(xi, g.c, g.h, g.w, g.p, g.p, pad);
             in = {pad, g.c, hp * wdp, wdp};
           }
-          direct::fwd_image_any(in, g.kh, g.kw, g.d, wr, oc, co_pad, br, o + i * oc * ohw, g.oh, g.ow, spare);
+          direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, oc, co_pad, br, o + i * oc * ohw, g.oh, g.ow,
+                                spare);
         }
       });
       this->out = view_ev<T, 4>(o, shp);
@@ -182,7 +184,9 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
       std::size_t const xsz = g.c * g.in_plane();
       std::size_t const chunks = std::max<std::size_t>(1, std::min(n, conv_grad_chunks));
       bool const pw = g.pointwise();
-      bool const dw_direct = gw && direct_weight_grad<T>(g), dx_direct = gx && direct_input_grad<T>(g);
+      isa const lvl = active_isa(); // one ISA level for the whole evaluation (tile sizes follow it)
+      bool const dw_direct = gw && direct_weight_grad<T>(lvl, g),
+                 dx_direct = gx && direct_input_grad<T>(lvl, g);
       bool const dw_gemm = gw && !dw_direct, dx_gemm = gx && !dx_direct;
       T const* wp = wv.ptr;
 
@@ -192,7 +196,7 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
       std::size_t const qh = dx_direct ? (g.kh - 1) * g.d - g.p : 0,
                         qw = dx_direct ? (g.kw - 1) * g.d - g.p : 0;
       std::size_t const gh = g.oh + 2 * qh, gwd = g.ow + 2 * qw;
-      std::size_t const xob = dx_direct ? direct::fwd_channels<T>(g.w) : 0,
+      std::size_t const xob = dx_direct ? direct::fwd_channels<T>(lvl, g.w) : 0,
                         c_pad = dx_direct ? (g.c + xob - 1) / xob * xob : 0;
       std::size_t const per_max = (n + chunks - 1) / chunks; // images in the largest chunk
       std::size_t const pad_x = dw_direct && g.p ? per_max * g.c * hp * wdp : 0;
@@ -237,8 +241,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
               direct::pad_planes(xv.ptr + i * xsz, g.c, g.h, g.w, g.p, g.p, padx + (i - i0) * stride);
             in = {padx, g.c, hp * wdp, wdp};
           }
-          direct::dw_images_any(gv.ptr + i0 * oc * ohw, oc, in, stride, i1 - i0, g.kh, g.kw, g.d, g.oh, g.ow,
-                                zeros, dwp + c * oc * k);
+          direct::dw_images_any(lvl, gv.ptr + i0 * oc * ohw, oc, in, stride, i1 - i0, g.kh, g.kw, g.d, g.oh,
+                                g.ow, zeros, dwp + c * oc * k);
         }
         for (std::size_t i = i0; i < i1; ++i) {
           T const* dyi = gv.ptr + i * oc * ohw;
@@ -264,8 +268,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
                 direct::pad_planes(dyi, oc, g.oh, g.ow, qh, qw, padg);
                 in = {padg, oc, gh * gwd, gwd};
               }
-              direct::fwd_image_any(in, g.kh, g.kw, g.d, wr, g.c, c_pad, static_cast<T const*>(nullptr), dxi,
-                                    g.h, g.w, spr);
+              direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, g.c, c_pad, static_cast<T const*>(nullptr),
+                                    dxi, g.h, g.w, spr);
             } else if (pw) {
               // dx (c, hw) = W^T (c, oc) x dy (oc, hw)
               cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dxi, ohw);

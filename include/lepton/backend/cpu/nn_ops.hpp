@@ -3,6 +3,7 @@
 /// @brief CPU evaluators of softmax, log_softmax and softmax cross-entropy (expr/nn_ops.hpp): row
 ///        kernels shifted by the row maximum, with their fused, numerically stable gradients.
 
+#include "../../eval/loops.hpp"
 #include "../../eval/materialise.hpp"
 #include "../../eval/protocol.hpp"
 #include "../../eval/simd.hpp"
@@ -11,41 +12,6 @@
 #include "step.hpp"
 
 namespace lepton::detail {
-
-/// The last n (< lanes) elements at p as one vector, the other lanes set to `fill`: a short row
-/// (10 classes) then costs one vector exp instead of n scalar calls into libm.
-template <class V, class T> LEPTON_ALWAYS_INLINE V load_tail(T const* p, std::size_t n, T fill) {
-  alignas(64) T tmp[lanes_v<V>];
-  for (std::size_t i = 0; i < lanes_v<V>; ++i) tmp[i] = i < n ? p[i] : fill;
-  return load<V>(tmp);
-}
-/// Stores the first n (< lanes) lanes of v at p.
-template <class V, class T> LEPTON_ALWAYS_INLINE void store_tail(T* p, std::size_t n, V v) {
-  alignas(64) T tmp[lanes_v<V>];
-  store<V>(tmp, v);
-  for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
-}
-
-/// Row statistics of a (rows, n) block: max and log(sum(exp(x - max))). The tail of the row is
-/// one vector padded with -inf (exp(-inf - max) = 0 adds nothing).
-template <class T> LEPTON_ALWAYS_INLINE void row_stats(T const* x, std::size_t n, T& mx, T& logs) {
-  using V = simd_t<T>;
-  constexpr std::size_t W = lanes_v<V>;
-  constexpr T ninf = -std::numeric_limits<T>::infinity();
-  V vm = splat<V>(ninf);
-  std::size_t c = 0;
-  for (; c + W <= n; c += W) vm = m::max(vm, load<V>(x + c));
-  std::size_t const tail = n - c;
-  V const vt = tail ? load_tail<V>(x + c, tail, ninf) : splat<V>(ninf);
-  T mv = static_cast<T>(m::hmax(m::max(vm, vt)));
-  if (mv == ninf || n == 0) mv = T(0);
-  V vs = splat<V>(T(0));
-  V vmx = splat<V>(mv);
-  for (c = 0; c + W <= n; c += W) vs = vs + m::exp(load<V>(x + c) - vmx);
-  if (tail) vs = vs + m::exp(vt - vmx);
-  mx = mv;
-  logs = std::log(static_cast<T>(m::hsum(vs)));
-}
 
 template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
     : buffered_step<evaluator<softmax_node<Log, A>, cpu_backend>, typename A::value_type, A::rank> {
@@ -76,27 +42,7 @@ template <bool Log, class A> struct evaluator<softmax_node<Log, A>, cpu_backend>
     auto xv = value_of(ctx, a);
     T* o = ctx.alloc<T>(shape_size(shp));
     std::size_t const n = cols();
-    using V = simd_t<T>;
-    constexpr std::size_t W = lanes_v<V>;
-    parallel_range(rows(), std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(n, 1)),
-                   [&](std::size_t b, std::size_t e) {
-      for (std::size_t r = b; r < e; ++r) {
-        T const* x = xv.ptr + r * n;
-        T* y = o + r * n;
-        T mx, logs;
-        row_stats(x, n, mx, logs);
-        V vm = splat<V>(mx), vl = splat<V>(logs);
-        std::size_t c = 0;
-        for (; c + W <= n; c += W) {
-          V t = (load<V>(x + c) - vm) - vl;
-          store<V>(y + c, Log ? t : m::exp(t));
-        }
-        if (c < n) {
-          V t = (load_tail<V>(x + c, n - c, T(0)) - vm) - vl;
-          store_tail<V>(y + c, n - c, Log ? t : m::exp(t));
-        }
-      }
-    });
+    softmax_rows<T, Log>(xv.ptr, o, rows(), n);
     out = view_ev<T, rank>(o, shp);
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
@@ -173,14 +119,13 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
     m_labels = lv.ptr;
     stats = ctx.alloc<T>(3 * B);
     T* o = ctx.alloc<T>(B);
+    // max and log(sum(exp(x - max))) of every row, then the loss from them
+    softmax_row_stats<T>(xv.ptr, B, C, stats);
     parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)),
                    [&](std::size_t b, std::size_t e) {
       for (std::size_t r = b; r < e; ++r) {
         T const* x = xv.ptr + r * C;
-        T mx, logs;
-        row_stats(x, C, mx, logs);
-        stats[3 * r] = mx;
-        stats[3 * r + 1] = logs;
+        T const mx = stats[3 * r], logs = stats[3 * r + 1];
         if constexpr (hard) {
           // (max - x_y) + log(sum): no cancellation between large numbers.
           o[r] = (mx - x[static_cast<std::size_t>(m_labels[r])]) + logs;
@@ -219,25 +164,15 @@ template <class A, class L> struct evaluator<softmax_xent_node<A, L>, cpu_backen
       auto gv = grad_value<T>(ctx, g, shp);
       if (a.needs_grad(ctx)) {
         T* d = ctx.alloc<T>(B * C);
-        using V = simd_t<T>;
-        constexpr std::size_t W = lanes_v<V>;
-        parallel_range(B, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(C, 1)),
-                       [&](std::size_t b, std::size_t e) {
-          for (std::size_t r = b; r < e; ++r) {
-            T const* x = xv.ptr + r * C;
-            T* dr = d + r * C;
-            T const gr = gv.ptr[r] * stats[3 * r + 2];
-            V vm = splat<V>(stats[3 * r]), vl = splat<V>(stats[3 * r + 1]), vg = splat<V>(gr);
-            std::size_t c = 0;
-            for (; c + W <= C; c += W) store<V>(dr + c, vg * m::exp((load<V>(x + c) - vm) - vl));
-            if (c < C)
-              store_tail<V>(dr + c, C - c, vg * m::exp((load_tail<V>(x + c, C - c, T(0)) - vm) - vl));
-            if constexpr (hard)
-              dr[static_cast<std::size_t>(m_labels[r])] -= gv.ptr[r];
-            else
-              for (std::size_t k = 0; k < C; ++k) dr[k] -= gv.ptr[r] * m_labels[r * C + k];
-          }
-        });
+        // g_b * mass_b * softmax(x), then minus g_b * p
+        softmax_xent_grad<T>(xv.ptr, B, C, stats, gv.ptr, d);
+        for (std::size_t r = 0; r < B; ++r) {
+          T* dr = d + r * C;
+          if constexpr (hard)
+            dr[static_cast<std::size_t>(m_labels[r])] -= gv.ptr[r];
+          else
+            for (std::size_t k = 0; k < C; ++k) dr[k] -= gv.ptr[r] * m_labels[r * C + k];
+        }
         anomaly_check<node>(d, B * C, "backward");
         view_ev<T, 2> dv(d, xs);
         a.backward(ctx, dv);
