@@ -69,6 +69,19 @@ template <class T> struct wide_int {
   using type = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
 };
 
+// A splat of a run-time scalar needs an instruction too: built from `s - raw{}` in a function
+// compiled for the build's flags, GCC lowered the 32- and 64-byte vector lane by lane (vinsertps
+// chains) before inlining, and redid it on every iteration of the loop it was inlined into (Adam's
+// update on the AVX2 level took 4.5x the native build's time). One helper per width, as sqrt.
+inline __m128 splat_v(float s, __m128 const*) { return _mm_set1_ps(s); }
+inline __m128d splat_v(double s, __m128d const*) { return _mm_set1_pd(s); }
+__attribute__((target("avx"))) inline __m256 splat_v(float s, __m256 const*) { return _mm256_set1_ps(s); }
+__attribute__((target("avx"))) inline __m256d splat_v(double s, __m256d const*) { return _mm256_set1_pd(s); }
+__attribute__((target("avx512f"))) inline __m512 splat_v(float s, __m512 const*) { return _mm512_set1_ps(s); }
+__attribute__((target("avx512f"))) inline __m512d splat_v(double s, __m512d const*) {
+  return _mm512_set1_pd(s);
+}
+
 /// @brief The result of comparing two wide values: all-ones lanes where the comparison holds.
 template <class T, std::size_t B> struct wide_mask {
   using lane = typename wide_int<T>::type;
@@ -112,7 +125,7 @@ template <class T, std::size_t B> struct wide {
     return *this;
   }
   /// Every lane = s (s - 0 is s for every s, -0 and NaN included).
-  LEPTON_ALWAYS_INLINE wide(T s) noexcept : v(s - raw{}) {}
+  LEPTON_ALWAYS_INLINE wide(T s) noexcept : v(splat_v(s, static_cast<raw const*>(nullptr))) {}
 
   static LEPTON_ALWAYS_INLINE wide load_unaligned(T const* p) noexcept {
     // A raw value first: `raw const&` bound straight to the uraw lvalue would read it with raw's

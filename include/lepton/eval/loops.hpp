@@ -162,10 +162,7 @@ void softmax_xent_grad(T const* x, std::size_t rows, std::size_t n, T const* sta
 /// One pass of an optimizer update rule over elements [b, e) of one parameter (optim/optimizer.hpp).
 template <class T, std::size_t NS, class Rule> void
 optimizer_update(Rule const& rule, T scale, T* pv, T const* pg, T* const* st, std::size_t b, std::size_t e) {
-  // At the build's own level for now: at the AVX2 level GCC rebuilt the rules' splat<U>(member)
-  // constants lane by lane on every iteration (vinsertps chains), and Adam's step on the
-  // 784-256-128-10 MLP took 475 us instead of about 100 (docs/performance.md, 2026-12-04).
-  with_loop_isa(lowest_compiled_isa(),
+  with_loop_isa(active_isa(),
                 [&](auto k) { decltype(k)::template update<T, NS>(rule, scale, pv, pg, st, b, e); });
 }
 /// Sum of squares of g[b, e) (the gradient-norm pass).
