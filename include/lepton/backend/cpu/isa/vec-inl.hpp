@@ -125,6 +125,22 @@ template <class T> LEPTON_ALWAYS_INLINE vec<T> vmax(vec<T> a, vec<T> y) noexcept
 #endif
 }
 
+#if LEPTON_ISA_X86 && LEPTON_ISA_LEVEL == 1
+/// The AVX2 lane mask of the first n (<= lanes) lanes: all-ones lanes, then zeros.
+template <class T> LEPTON_ALWAYS_INLINE __m256i partial_mask(std::size_t n) noexcept {
+  using L = std::conditional_t<std::is_same_v<T, float>, std::int32_t, std::int64_t>;
+  constexpr std::size_t W = 32 / sizeof(T);
+  struct table {
+    L v[2 * W];
+    constexpr table() : v{} {
+      for (std::size_t i = 0; i < W; ++i) v[i] = L(-1);
+    }
+  };
+  alignas(64) static constexpr table window{};
+  return _mm256_loadu_si256(reinterpret_cast<__m256i const*>(window.v + W - n));
+}
+#endif
+
 /// The first n (< lanes) elements at p, zeros after; reads nothing past p + n (a masked load with
 /// AVX-512).
 template <class T> LEPTON_ALWAYS_INLINE vec<T> load_partial(T const* p, std::size_t n) noexcept {
@@ -133,6 +149,13 @@ template <class T> LEPTON_ALWAYS_INLINE vec<T> load_partial(T const* p, std::siz
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
   else
     return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);
+#elif LEPTON_ISA_X86 && LEPTON_ISA_LEVEL == 1
+  // vmaskmov with the mask read from a window of a constant table: the conv kernels load row
+  // edges in their inner loop, where a copy through the stack cost a store-forwarding stall each.
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_maskload_ps(p, partial_mask<T>(n));
+  else
+    return _mm256_maskload_pd(p, partial_mask<T>(n));
 #else
   alignas(64) T tmp[vec<T>::size] = {};
   for (std::size_t j = 0; j < n; ++j) tmp[j] = p[j];
@@ -147,6 +170,11 @@ template <class T> LEPTON_ALWAYS_INLINE void store_partial(vec<T> x, T* p, std::
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), x.v);
   else
     _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1), x.v);
+#elif LEPTON_ISA_X86 && LEPTON_ISA_LEVEL == 1
+  if constexpr (std::is_same_v<T, float>)
+    _mm256_maskstore_ps(p, partial_mask<T>(n), x.v);
+  else
+    _mm256_maskstore_pd(p, partial_mask<T>(n), x.v);
 #else
   alignas(64) T tmp[vec<T>::size];
   x.store_aligned(tmp);
