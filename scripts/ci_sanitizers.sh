@@ -67,7 +67,7 @@ test_targets() {
 
 run_asan() {
   local dir="$root/asan" exclude="${LEPTON_ASAN_EXCLUDE-test_autodiff_alloc test_cnn_alloc}"
-  local want="${LEPTON_ASAN_TARGETS:-test_data test_io test_checkpoint test_train test_optim test_backend test_reliability test_fuzz_replay}"
+  local want="${LEPTON_ASAN_TARGETS:-test_data test_io test_checkpoint test_train test_optim test_backend test_isa test_reliability test_fuzz_replay}"
   # alloc_dealloc_mismatch=0: several allocation-counting tests replace some operator new/delete
   # overloads (malloc/free based); ASan intercepts the others, so its new(nothrow) memory reaches
   # their free-based delete. Set for the build too: test discovery runs the executables.

@@ -125,8 +125,10 @@ template <class T> std::size_t fwd_channels(isa k, std::size_t ow) {
 
 /// The whole output (co_n, oh, ow) of one image with level `k`'s kernels: out[co][y][x] = bias[co] +
 /// the correlation of the planes `in` with the weights `wr` (c, kh, kw, co_pad) at dilation d.
-/// `wr` is padded to co_pad (a multiple of fwd_channels(k, ow)) with zero weights; channels beyond
-/// co_n are written to `spare` (fwd_channels x oh x ow).
+/// `wr` and `bias` (null: none) are padded to co_pad (a multiple of fwd_channels(k, ow)) with
+/// zeros; channels beyond co_n are written to `spare` (fwd_channels x oh x ow). The whole planes
+/// `in.ci * in.plane` elements from `in.p` must be readable: the kernels of the levels without
+/// masked loads read whole vectors past a row's end wherever they stay inside that range.
 template <class T> void fwd_image_any(isa k, planes<T> in, std::size_t kh, std::size_t kw, std::size_t d,
                                       T const* wr, std::size_t co_n, std::size_t co_pad, T const* bias,
                                       T* out, std::size_t oh, std::size_t ow, T* spare) {

@@ -12,8 +12,15 @@ template <class T> using batch = vec<T>;
 template <class T> inline constexpr std::size_t lanes = batch<T>::size;
 /// Accumulators a register tile may use: three quarters of the vector registers.
 template <class T> inline constexpr std::size_t acc_budget = vector_registers * 3 / 4;
-/// Rows per forward tile for V vectors per row, and output channels per tile.
-template <class T, std::size_t V> inline constexpr std::size_t rows_per_tile = V == 1 ? 4 : 2;
+/// Rows per forward tile for V vectors per row, and output channels per tile. With 16 registers
+/// (SSE2, AVX2) a tile holds R V = 2 input vectors: 12 accumulators, 2 inputs, a broadcast weight
+/// and an edge mask fit the register file (R = 2, V = 2 with 3 channels needed 17 and GCC spilled
+/// an accumulator on every input row: the fashion_mnist_cnn example's 14-wide rows on Zen 3).
+template <class T, std::size_t V> inline constexpr std::size_t rows_per_tile =
+    vector_registers >= 32 ? (V == 1 ? 4 : 2) : (V == 1 ? 2 : 1);
+/// Whether masked edge loads cost nothing extra (AVX-512's mask registers). Elsewhere a tile whose
+/// full-width loads stay inside the input planes loads full vectors and only masks its stores.
+inline constexpr bool native_masks = LEPTON_ISA_X86 && LEPTON_ISA_LEVEL >= 2;
 template <class T, std::size_t V> inline constexpr std::size_t channels_per_tile =
     std::max<std::size_t>(1, acc_budget<T> / (rows_per_tile<T, V> * V));
 
@@ -64,7 +71,9 @@ template <class T> LEPTON_ALWAYS_INLINE void mstore(T* p, batch<T> const& v, lan
 
 /// out[co][oy0 + r][x0 .. x0 + cols) for r < R and the OB channels whose planes are `out[ob]`:
 /// bias[ob] + sum over (c, u, v) of wr[((c * kh + u) * kw + v) * co_pad + ob] * in[c][oy0 + r + u d][x + v d].
-template <class T, std::size_t R, std::size_t OB, std::size_t V>
+/// Masked: the input loads read only the `cols` lanes of each row; else they read whole vectors
+/// (the caller checked that they stay inside the planes; the extra lanes are never stored).
+template <class T, std::size_t R, std::size_t OB, std::size_t V, bool Masked>
 void fwd_tile(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T const* wr, std::size_t co_pad,
               T const* bias, T* const* out, std::size_t ow, std::size_t oy0, std::size_t x0,
               std::size_t cols) {
@@ -72,6 +81,12 @@ void fwd_tile(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T con
   lane_mask<T> mk[V];
   unroll<V>([&](auto v)
                 LEPTON_INLINE_LAMBDA { mk[v] = lane_mask<T>(cols > v * W ? std::min(W, cols - v * W) : 0); });
+  auto ld_in = [&](T const* p, auto v) LEPTON_INLINE_LAMBDA {
+    if constexpr (Masked)
+      return mload(p, mk[v]);
+    else
+      return batch<T>::load_unaligned(p);
+  };
   batch<T> acc[R][OB][V];
   unroll<OB>([&](auto ob) LEPTON_INLINE_LAMBDA {
     batch<T> const b0(bias ? bias[ob] : T(0));
@@ -86,7 +101,7 @@ void fwd_tile(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T con
       for (std::size_t j = 0; j < kw; ++j, row += d, wj += co_pad) {
         batch<T> xin[R][V];
         unroll<R>([&](auto r) LEPTON_INLINE_LAMBDA {
-          unroll<V>([&](auto v) LEPTON_INLINE_LAMBDA { xin[r][v] = mload(row + r * in.ld + v * W, mk[v]); });
+          unroll<V>([&](auto v) LEPTON_INLINE_LAMBDA { xin[r][v] = ld_in(row + r * in.ld + v * W, v); });
         });
         unroll<OB>([&](auto ob) LEPTON_INLINE_LAMBDA {
           batch<T> const wb(wj[ob]);
@@ -106,8 +121,30 @@ void fwd_tile(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T con
   });
 }
 
-/// The whole output (co_n, oh, ow) of one image. `wr` is padded to co_pad (a multiple of the tile's
-/// channels) with zero weights; channels beyond co_n are written to `spare` (tile channels x oh x ow).
+/// The rows [y, y + r) of one column strip of tiles: a masked tile where full-width loads would
+/// read past the planes (the input's last rows), full loads elsewhere.
+template <class T, std::size_t R, std::size_t OB, std::size_t V>
+LEPTON_ALWAYS_INLINE void fwd_tile_any(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d,
+                                       T const* wr, std::size_t co_pad, T const* bias, T* const* out,
+                                       std::size_t ow, std::size_t oy0, std::size_t x0, std::size_t cols) {
+  if constexpr (native_masks) {
+    fwd_tile<T, R, OB, V, true>(in, kh, kw, d, wr, co_pad, bias, out, ow, oy0, x0, cols);
+  } else {
+    // One past the last element a full-width tile reads: the last plane, row oy0 + R - 1 + (kh - 1) d,
+    // column x0 + (kw - 1) d + V lanes.
+    std::size_t const end =
+        (in.ci - 1) * in.plane + (oy0 + R - 1 + (kh - 1) * d) * in.ld + x0 + (kw - 1) * d + V * lanes<T>;
+    if (cols < V * lanes<T> && end > in.ci * in.plane)
+      fwd_tile<T, R, OB, V, true>(in, kh, kw, d, wr, co_pad, bias, out, ow, oy0, x0, cols);
+    else
+      fwd_tile<T, R, OB, V, false>(in, kh, kw, d, wr, co_pad, bias, out, ow, oy0, x0, cols);
+  }
+}
+
+/// The whole output (co_n, oh, ow) of one image. `wr` and `bias` (if any) are padded to co_pad (a
+/// multiple of the tile's channels) with zeros; channels beyond co_n are written to `spare` (tile
+/// channels x oh x ow).
+/// The `in.ci * in.plane` elements from `in.p` must be readable (whole planes).
 template <class T, std::size_t V>
 void fwd_image(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T const* wr, std::size_t co_n,
                std::size_t co_pad, T const* bias, T* out, std::size_t oh, std::size_t ow, T* spare) {
@@ -121,11 +158,13 @@ void fwd_image(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d, T co
     for (std::size_t x0 = 0; x0 < ow; x0 += X) {
       std::size_t const cols = std::min(X, ow - x0);
       std::size_t y = 0;
-      for (; y + R <= oh; y += R) fwd_tile<T, R, OB, V>(in, kh, kw, d, w0, co_pad, b0, rows, ow, y, x0, cols);
+      for (; y + R <= oh; y += R)
+        fwd_tile_any<T, R, OB, V>(in, kh, kw, d, w0, co_pad, b0, rows, ow, y, x0, cols);
       if constexpr (R > 2)
         for (; y + 2 <= oh; y += 2)
-          fwd_tile<T, 2, OB, V>(in, kh, kw, d, w0, co_pad, b0, rows, ow, y, x0, cols);
-      for (; y < oh; ++y) fwd_tile<T, 1, OB, V>(in, kh, kw, d, w0, co_pad, b0, rows, ow, y, x0, cols);
+          fwd_tile_any<T, 2, OB, V>(in, kh, kw, d, w0, co_pad, b0, rows, ow, y, x0, cols);
+      if constexpr (R > 1)
+        for (; y < oh; ++y) fwd_tile_any<T, 1, OB, V>(in, kh, kw, d, w0, co_pad, b0, rows, ow, y, x0, cols);
     }
   }
 }
