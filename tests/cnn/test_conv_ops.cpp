@@ -198,6 +198,67 @@ TEST_CASE("pooling: forward matches the reference, gradcheck passes", "[cnn][poo
                                lp::dims<lp::dyn, 8, 4, 4>>);
 }
 
+TEST_CASE("max_pool2d<2>: ties, NaN and a fused relu input follow the first-maximum rule", "[cnn][pool]") {
+  // The 2x2 stride-2 path reads row pairs with vector loads (widths around the lane counts, odd
+  // widths, a row wider than its buffer takes the general loop) and reduces each window in scan
+  // order with a strict >: the first maximum gets the gradient, a NaN only when it comes first.
+  using f4 = lp::tensor<float, lp::dyn, lp::dyn, lp::dyn, lp::dyn>;
+  for (std::size_t w : {std::size_t(3), std::size_t(9), std::size_t(14), std::size_t(17), std::size_t(28),
+                        std::size_t(600)}) {
+    std::size_t const n = 2, c = 3, h = 7, oh = h / 2, ow = w / 2;
+    f4 x({n, c, h, w});
+    std::uint64_t st = 12345 + w;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      x.data()[i] = float(int((st >> 33) % 5) - 2); // -2 .. 2: many ties, relu makes zeros
+    }
+    x.data()[1] = std::nanf("");         // window (0, 0) of plane 0: a NaN second
+    x.data()[w + 2] = std::nanf("");     // window (0, 1): a NaN third ...
+    x.data()[2] = -5.f;                  // ... after a smaller first
+    x.data()[h * w + 0] = std::nanf(""); // plane 1, window (0, 0): a NaN first
+    f4 wt({n, c, oh, ow});
+    for (std::size_t i = 0; i < wt.size(); ++i) wt.data()[i] = float(1 + i % 7);
+    for (bool use_relu : {false, true}) {
+      INFO("w=" << w << (use_relu ? " relu" : ""));
+      auto in = [&](std::size_t i) -> double {
+        double v = x.data()[i];
+        return use_relu ? (v < 0 ? 0.0 : v) : v; // relu keeps NaN
+      };
+      std::vector<double> ref_y(n * c * oh * ow), ref_g(x.size(), 0.0);
+      for (std::size_t pl = 0; pl < n * c; ++pl)
+        for (std::size_t r = 0; r < oh; ++r)
+          for (std::size_t q = 0; q < ow; ++q) {
+            std::size_t const base = pl * h * w, o = (pl * oh + r) * ow + q;
+            std::size_t best = base + 2 * r * w + 2 * q;
+            double m = in(best);
+            for (std::size_t k : {base + 2 * r * w + 2 * q + 1, base + (2 * r + 1) * w + 2 * q,
+                                  base + (2 * r + 1) * w + 2 * q + 1})
+              if (in(k) > m) m = in(k), best = k;
+            ref_y[o] = m;
+            double const slope = use_relu ? (x.data()[best] > 0 ? 1.0 : 0.0) : 1.0;
+            ref_g[best] += double(wt.data()[o]) * slope;
+          }
+      f4 y = use_relu ? f4(lp::max_pool2d<2>(lp::relu(x))) : f4(lp::max_pool2d<2>(x));
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        INFO("output " << i);
+        if (std::isnan(ref_y[i]))
+          CHECK(std::isnan(y.data()[i]));
+        else
+          CHECK(double(y.data()[i]) == ref_y[i]);
+      }
+      auto [g] = use_relu ? lp::grad(lp::sum(lp::max_pool2d<2>(lp::relu(x)) * wt), x)
+                          : lp::grad(lp::sum(lp::max_pool2d<2>(x) * wt), x);
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        INFO("input " << i);
+        if (std::isnan(ref_g[i]))
+          CHECK(std::isnan(g.data()[i]));
+        else
+          CHECK(double(g.data()[i]) == ref_g[i]);
+      }
+    }
+  }
+}
+
 TEST_CASE("global_avg_pool2d: forward and gradcheck", "[cnn][pool]") {
   for (int seed = 0; seed < seeds; ++seed) {
     std::size_t const n = 1 + std::size_t(seed % 3), c = 1 + std::size_t(seed % 4),

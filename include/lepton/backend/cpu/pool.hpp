@@ -60,7 +60,8 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>
       a.bind(in);
       if (a.flat_ok()) {
         av = {};
-        pool([&](std::size_t i) LEPTON_INLINE_LAMBDA { return a.template load_flat<T>(i); }, o);
+        pool([&](std::size_t i) LEPTON_INLINE_LAMBDA { return a.template load_flat<simd_t<T>>(i); },
+             [&](std::size_t i) LEPTON_INLINE_LAMBDA { return a.template load_flat<T>(i); }, o);
         this->out = view_ev<T, 4>(o, shp);
         return;
       }
@@ -71,12 +72,16 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>
       av = value_of(ctx, a);
     }
     T const* src = av.ptr;
-    pool([src](std::size_t i) LEPTON_INLINE_LAMBDA { return src[i]; }, o);
+    pool([src](std::size_t i) LEPTON_INLINE_LAMBDA { return load<simd_t<T>>(src + i); },
+         [src](std::size_t i) LEPTON_INLINE_LAMBDA { return src[i]; }, o);
     this->out = view_ev<T, 4>(o, shp);
   }
 
-  /// o = pooling of the input read through `ld(flat index)`.
-  template <class Load> void pool(Load const& ld, T* o) {
+  /// Input rows up to this width take the 2x2 max-pooling fast path.
+  static constexpr std::size_t fast_row_max = 512;
+
+  /// o = pooling of the input read through `lv(flat index)` (a vector) and `ld(flat index)`.
+  template <class LoadV, class Load> void pool(LoadV const& lv, Load const& ld, T* o) {
     std::size_t const planes = shp[0] * shp[1], h = in[2], w = in[3], oh = shp[2], ow = shp[3];
     std::uint32_t* am = arg;
     parallel_range(planes, std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(h * w, 1)),
@@ -86,16 +91,24 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>
         T* y = o + pl * oh * ow;
         std::uint32_t* ai = am ? am + pl * oh * ow : nullptr;
         if constexpr (Kind == pool_kind::max && K == 2 && S == 2 && P == 0) {
+          if (w <= fast_row_max) {
+            pool_2x2_rows(lv, ld, x, w, oh, ow, y, ai);
+            continue;
+          }
+        }
+        if constexpr (Kind == pool_kind::max && K == 2 && S == 2 && P == 0) {
           for (std::size_t r = 0; r < oh; ++r) {
             std::size_t const r0 = x + 2 * r * w, r1 = r0 + w;
+            std::uint32_t const i0 = static_cast<std::uint32_t>(2 * r * w),
+                                i1 = i0 + static_cast<std::uint32_t>(w);
             for (std::size_t q = 0; q < ow; ++q) {
               std::size_t const c0 = 2 * q;
+              std::uint32_t const cq = static_cast<std::uint32_t>(c0);
               T m = ld(r0 + c0);
-              std::uint32_t best = static_cast<std::uint32_t>(2 * r * w + c0);
-              if (T v = ld(r0 + c0 + 1); v > m) m = v, best = static_cast<std::uint32_t>(2 * r * w + c0 + 1);
-              if (T v = ld(r1 + c0); v > m) m = v, best = static_cast<std::uint32_t>((2 * r + 1) * w + c0);
-              if (T v = ld(r1 + c0 + 1); v > m)
-                m = v, best = static_cast<std::uint32_t>((2 * r + 1) * w + c0 + 1);
+              std::uint32_t best = i0 + cq;
+              take_if_greater(ld(r0 + c0 + 1), i0 + cq + 1, m, best);
+              take_if_greater(ld(r1 + c0), i1 + cq, m, best);
+              take_if_greater(ld(r1 + c0 + 1), i1 + cq + 1, m, best);
               y[r * ow + q] = m;
               if (ai) ai[r * ow + q] = best;
             }
@@ -129,6 +142,45 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>
         }
       }
     });
+  }
+  /// m, best = v, i where v > m (selects, not a branch).
+  static LEPTON_ALWAYS_INLINE void take_if_greater(T v, std::uint32_t i, T& m, std::uint32_t& best) {
+    bool const gt = v > m;
+    m = gt ? v : m;
+    best = gt ? i : best;
+  }
+  /// 2x2 max pooling, stride 2, of the plane at flat index x (rows of w <= fast_row_max): each pair
+  /// of input rows is read with vector loads into a buffer first (an elementwise input such as
+  /// relu(conv) is then computed a vector at a time: computed one element at a time, its select
+  /// was a branch on the sign, mispredicted about every other element), then the windows are
+  /// reduced without branches. The scan order and the strict > (the first maximum wins; a NaN is
+  /// skipped unless it comes first) are those of the general loop.
+  template <class LoadV, class Load> static void pool_2x2_rows(LoadV const& lv, Load const& ld, std::size_t x,
+                                                               std::size_t w, std::size_t oh, std::size_t ow,
+                                                               T* y, std::uint32_t* ai) {
+    using V = simd_t<T>;
+    constexpr std::size_t L = lanes_v<V>;
+    alignas(64) T buf[2 * fast_row_max];
+    std::size_t const n = 2 * w;
+    for (std::size_t r = 0; r < oh; ++r) {
+      std::size_t const r0 = x + 2 * r * w; // rows 2r and 2r + 1 are n contiguous elements
+      std::size_t i = 0;
+      for (; i + L <= n; i += L) store<V>(buf + i, lv(r0 + i));
+      for (; i < n; ++i) buf[i] = ld(r0 + i);
+      std::uint32_t const i0 = static_cast<std::uint32_t>(2 * r * w), i1 = i0 + static_cast<std::uint32_t>(w);
+      T const* b0 = buf;
+      T const* b1 = buf + w;
+      for (std::size_t q = 0; q < ow; ++q) {
+        std::uint32_t const cq = static_cast<std::uint32_t>(2 * q);
+        T m = b0[2 * q];
+        std::uint32_t best = i0 + cq;
+        take_if_greater(b0[2 * q + 1], i0 + cq + 1, m, best);
+        take_if_greater(b1[2 * q], i1 + cq, m, best);
+        take_if_greater(b1[2 * q + 1], i1 + cq + 1, m, best);
+        y[r * ow + q] = m;
+        if (ai) ai[r * ow + q] = best;
+      }
+    }
   }
   bool reads(void const* p, void const* e) const { return a.reads(p, e); }
   bool needs_grad(eval_context const& ctx) const { return a.needs_grad(ctx); }
