@@ -2,7 +2,7 @@
 # Installs the Debian packages lepton needs to build, test and run its examples.
 # Idempotent: when everything is present it only checks (about a second) and runs no apt-get.
 #   scripts/setup.sh            core build + tests + examples
-#   scripts/setup.sh --bench    also the benchmark peers (libtorch, OpenBLAS)
+#   scripts/setup.sh --bench    also the benchmark peers (libtorch, oneDNN; OpenBLAS is always installed)
 set -euo pipefail
 
 packages=(
@@ -13,7 +13,7 @@ packages=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) packages+=(libtorch-dev) ;;
+    --bench) packages+=(libtorch-dev libdnnl-dev) ;;
     *) echo "setup.sh: unknown option '$arg' (known: --bench)" >&2; exit 2 ;;
   esac
 done
