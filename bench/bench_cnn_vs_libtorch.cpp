@@ -10,6 +10,8 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <lepton/lepton.hpp>
+
+#include "bench_peak.hpp"
 #include <lepton/nn/layers/conv2d.hpp>
 #include <lepton/nn/layers/pooling.hpp>
 
@@ -182,28 +184,6 @@ void torch_convs(benchmark::State& st, bool backward) {
 }
 #endif
 
-/// Peak single-core FMA throughput: independent FMA chains on registers (GFLOP/s, 2 flops per FMA).
-double fma_peak_gflops() {
-  using V = xsimd::batch<float>;
-  constexpr int chains = 12;
-  V acc[chains];
-  for (int i = 0; i < chains; ++i) acc[i] = V(1.0f + 0.001f * float(i));
-  V const a(0.999999f), b(1e-7f);
-  std::size_t const iters = 20'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (std::size_t k = 0; k < iters; ++k)
-      for (int i = 0; i < chains; ++i) acc[i] = xsimd::fma(acc[i], a, b);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    float sink = 0;
-    for (int i = 0; i < chains; ++i) sink += xsimd::hadd(acc[i]);
-    benchmark::DoNotOptimize(sink);
-    best = std::max(best, double(iters) * chains * V::size * 2 / s * 1e-9);
-  }
-  return best;
-}
-
 void parse_args(int& argc, char** argv) {
   int out = 1;
   for (int i = 1; i < argc; ++i) {
@@ -259,7 +239,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   capture rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
-  double const peak = fma_peak_gflops() * double(g_threads);
+  double const peak = lepton_bench::fma_peak_gflops() * double(g_threads);
   double const b = double(g_batch);
   // conv forward: 2 flops per MAC; conv backward: dW of both convs + dX of conv2 (conv1's input is data).
   double const cbatch = double(conv_batch);

@@ -15,6 +15,7 @@
 // it moves OpenBLAS by several percent, and without it OpenBLAS 0.3.21 may not recognise the CPU and
 // fall back to an old kernel (openblas_corename says which one ran).
 
+#include "bench_peak.hpp"
 #include <lepton/backend/cpu/gemm.hpp>
 #include <lepton/core/memory.hpp>
 #include <lepton/core/parallel.hpp>
@@ -528,8 +529,11 @@ int main(int argc, char** argv) {
   // host's drift; the separate runs above are kept for reference (fused_vs_triad_separate).
   double const pair_fused_gbs = 3.0 * sizeof(float) * double(triad_n) / best_of("pair_expr_lepton") / 1e9;
   double const pair_triad_gbs = 3.0 * sizeof(float) * double(triad_n) / best_of("pair_triad_nt") / 1e9;
-  json_object ours, blas, ratios;
-  double min_ratio = nan_value;
+  // The FMA peak of this machine in the same run (bench_peak.hpp: the CPU's best level, whatever the
+  // build's flags), times the threads the GEMMs ran on.
+  double const peak = lepton_bench::fma_peak_gflops() * double(threads);
+  json_object ours, blas, ratios, fractions;
+  double min_ratio = nan_value, min_fraction = nan_value;
   for (std::size_t n : sizes) {
     std::string const key = std::to_string(n);
     double const g_ours = gflops(n, n, n, best_of("sgemm_lepton/" + key));
@@ -538,8 +542,11 @@ int main(int argc, char** argv) {
     ours.add(key, json_number(g_ours));
     blas.add(key, json_number(g_blas));
     ratios.add(key, json_number(ratio));
+    fractions.add(key, json_number(g_ours / peak));
     if (n >= 256 && n <= 2048 && std::isfinite(ratio))
       min_ratio = std::isnan(min_ratio) ? ratio : std::min(min_ratio, ratio);
+    if (n >= 256 && n <= 2048 && std::isfinite(g_ours))
+      min_fraction = std::isnan(min_fraction) ? g_ours / peak : std::min(min_fraction, g_ours / peak);
   }
   // The epilogue saves one pass over y, so its gain shrinks as k grows (at k = 784 the pass is under
   // 1% of the GEMM): epilogue_speedup is the geometric mean over the shapes, epilogue_speedup_min
@@ -578,6 +585,11 @@ int main(int argc, char** argv) {
   json.add("openblas_gflops", blas.str());
   json.add("sgemm_ratio", ratios.str());
   json.add("sgemm_vs_openblas", json_number(min_ratio));
+  json.add("fma_peak_gflops", json_number(peak));
+  json.add("fma_peak_isa", json_string_or_null(lepton::to_string(lepton_bench::fma_peak_isa())));
+  json.add("kernel_isa", json_string_or_null(lepton::to_string(lepton::active_isa())));
+  json.add("sgemm_fraction_of_peak", fractions.str());
+  json.add("sgemm_fraction_of_peak_min", json_number(min_fraction));
   json.add("epilogue_speedup", json_number(mean_speedup));
   json.add("epilogue_speedup_min", json_number(min_speedup));
   json.add("epilogue", epilogue.str());

@@ -9,6 +9,8 @@
 #include <cblas.h>
 #include <lepton/lepton.hpp>
 
+#include "bench_peak.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -115,31 +117,6 @@ template <int Layers> void torch_step(benchmark::State& st) {
 }
 #endif
 
-/// Peak single-core FMA throughput: independent FMA chains on registers (GFLOP/s, 2 flops per FMA).
-double fma_peak_gflops() {
-  using V = xsimd::batch<float>;
-  constexpr int chains = 12;
-  V acc[chains];
-  for (int i = 0; i < chains; ++i) acc[i] = V(1.0f + 0.001f * float(i));
-  V const a(0.999999f), b(1e-7f);
-  std::size_t const iters = 20'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    // thread CPU time: the figure stays right when other processes share the core
-    timespec t0, t1;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    for (std::size_t k = 0; k < iters; ++k)
-      for (int i = 0; i < chains; ++i) acc[i] = xsimd::fma(acc[i], a, b);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-    double s = double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec);
-    float sink = 0;
-    for (int i = 0; i < chains; ++i) sink += xsimd::hadd(acc[i]);
-    benchmark::DoNotOptimize(sink);
-    best = std::max(best, double(iters) * chains * V::size * 2 / s * 1e-9);
-  }
-  return best;
-}
-
 void parse_args(int& argc, char** argv) {
   int out = 1;
   for (int i = 1; i < argc; ++i) {
@@ -204,7 +181,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   capture rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
-  double const peak = fma_peak_gflops() * double(g_threads);
+  double const peak = lepton_bench::fma_peak_gflops() * double(g_threads);
   double const b = double(g_batch);
   // forward 2*B*sum(in*out); backward: dW for every layer + dX for all but the first layer
   double const fwd =
