@@ -87,10 +87,11 @@ template <class A> struct evaluator<dropout_node<A>, cpu_backend> {
       self.bind(s);
     }
     bool flat_ok() const { return g.flat_ok(); }
-    template <class V> V load_flat(std::size_t i) const {
+    template <class V> LEPTON_ALWAYS_INLINE V load_flat(std::size_t i) const {
       return g.template load_flat<V>(i) * self.template mask<V>(i);
     }
-    template <class V, std::size_t RB> V load_row(std::size_t const* idx, std::size_t c) const {
+    template <class V, std::size_t RB>
+    LEPTON_ALWAYS_INLINE V load_row(std::size_t const* idx, std::size_t c) const {
       return g.template load_row<V, RB>(idx, c) * self.template mask<V>(self.index(idx, c));
     }
   };
