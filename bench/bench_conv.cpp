@@ -16,7 +16,9 @@
 // NCHW are done once, outside the timed loop) and plain nchw/oihw. libtorch: torch::conv2d and
 // at::convolution_backward (output_mask picks the gradient) on NCHW tensors.
 //
-//   bench_conv [--threads N] [google benchmark flags]
+//   bench_conv [--threads N] [--algo auto|direct|im2col] [google benchmark flags]
+// --algo forces lepton's conv2d algorithm (the tests' switch, detail::conv_algo_override) where the
+// shape allows it; the JSON's lepton_algo says what each lepton pass ran.
 // Last line of stdout: one JSON object.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -50,8 +52,10 @@ namespace ld = lepton::detail;
 namespace {
 constexpr std::size_t batch = 64;
 std::size_t g_threads = 1;
-std::map<std::string, double> g_seconds;       // benchmark name -> seconds per iteration
-std::map<std::string, std::string> g_impl;     // "<layer>/<pass>/<variant>" -> oneDNN implementation
+std::map<std::string, double> g_seconds;   // benchmark name -> seconds per iteration
+std::map<std::string, std::string> g_impl; // "<layer>/<pass>/<variant>" -> oneDNN implementation
+std::map<std::string, std::string> g_algo; // "<layer>/<pass>" -> lepton's algorithm
+char const* g_algo_flag = "auto";
 bool use_cpu_time() { return g_threads == 1; } // as in bench_cnn_vs_libtorch: CPU time at 1 thread
 
 struct capture : benchmark::ConsoleReporter {
@@ -111,7 +115,7 @@ template <std::size_t C, std::size_t Co, std::size_t K, std::size_t P, std::size
 
 /// One pass of the conv2d evaluator, the code nn::conv2d runs inside lp::backward.
 template <std::size_t C, std::size_t Co, std::size_t K, std::size_t P, std::size_t H>
-void lepton_pass(benchmark::State& st, pass ps) {
+void lepton_pass(benchmark::State& st, char const* name, pass ps) {
   lepton_conv<C, Co, K, P, H> l;
   l.x.frozen = ps != pass::bwd_data;
   l.w.frozen = l.b.frozen = ps != pass::bwd_weights;
@@ -124,6 +128,11 @@ void lepton_pass(benchmark::State& st, pass ps) {
   ctx.keep_values = true;
   ctx.params_get_grads = true;
   ld::evaluator<node, lp::cpu_backend> ev(e);
+  lp::isa const lvl = lp::active_isa();
+  bool const direct = ps == pass::fwd        ? ld::direct_forward<float>(lvl, ev.geo)
+                      : ps == pass::bwd_data ? ld::direct_input_grad<float>(lvl, ev.geo)
+                                             : ld::direct_weight_grad<float>(lvl, ev.geo);
+  g_algo[std::string(name) + "/" + pass_name(ps)] = direct ? "direct" : "im2col_gemm";
   if (ps == pass::fwd) {
     for (auto _ : st) {
       ld::arena_scope s(mem);
@@ -168,7 +177,7 @@ template <std::size_t I> void register_lepton() {
   for (pass p : passes)
     benchmark::RegisterBenchmark((std::string("lepton/") + s.name + "/" + pass_name(p)).c_str(),
                                  [p](benchmark::State& st) {
-      lepton_pass<specs[I].c, specs[I].co, specs[I].k, specs[I].p, specs[I].h>(st, p);
+      lepton_pass<specs[I].c, specs[I].co, specs[I].k, specs[I].p, specs[I].h>(st, specs[I].name, p);
     })->MinTime(0.3);
   benchmark::RegisterBenchmark((std::string("lepton_layer/") + s.name + "/fwd").c_str(),
                                [](benchmark::State& st) {
@@ -284,12 +293,18 @@ void parse_args(int& argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
       g_threads = std::strtoul(argv[++i], nullptr, 10);
+    else if (std::strcmp(argv[i], "--algo") == 0 && i + 1 < argc)
+      g_algo_flag = argv[++i];
     else
       argv[out++] = argv[i];
   }
   argc = out;
-  if (g_threads == 0) {
-    std::fprintf(stderr, "usage: bench_conv [--threads N>0]\n");
+  bool const algo_ok = std::strcmp(g_algo_flag, "auto") == 0 || std::strcmp(g_algo_flag, "direct") == 0 ||
+                       std::strcmp(g_algo_flag, "im2col") == 0;
+  if (g_algo_flag[0] == 'd') ld::conv_algo_override() = ld::conv_algo::direct;
+  if (g_algo_flag[0] == 'i') ld::conv_algo_override() = ld::conv_algo::im2col;
+  if (g_threads == 0 || !algo_ok) {
+    std::fprintf(stderr, "usage: bench_conv [--threads N>0] [--algo auto|direct|im2col]\n");
     std::exit(2);
   }
 }
@@ -384,6 +399,12 @@ int main(int argc, char** argv) {
     j += ", \"lepton_layer_fwd_bwd\": " +
          figures(fb_flops, seconds(std::string("lepton_layer/") + s.name + "/fwd_bwd"), peak);
     j += std::string(", \"layer_fwd_bwd_computes_dx\": ") + (s.first ? "false" : "true") + "}";
+  }
+  j += "}, \"lepton_algo_flag\": \"" + std::string(g_algo_flag) + "\", \"lepton_algo\": {";
+  bool first_algo = true;
+  for (auto const& [k, v] : g_algo) {
+    j += std::string(first_algo ? "" : ", ") + "\"" + k + "\": \"" + v + "\"";
+    first_algo = false;
   }
   j += "}, \"onednn_impl\": {";
   bool first_impl = true;
