@@ -1,11 +1,15 @@
-// LeNet training step: lepton vs libtorch on the same network, data and optimizer, in one process,
-// plus lepton's convolution forward/backward throughput as a fraction of this core's measured FMA
-// peak (issue P5).
+// CNN training step: lepton vs libtorch on the same network, data and optimizer, in one process,
+// plus (LeNet) lepton's convolution forward/backward throughput as a fraction of this core's
+// measured FMA peak (issues P5, P13).
 //
-// LeNet-5 for 28x28 inputs: conv 5x5 (6, padding 2) - ReLU - max pool 2 - conv 5x5 (16) - ReLU -
-// max pool 2 - fc 400-120 - ReLU - fc 120-84 - ReLU - fc 84-10, cross-entropy, Adam.
+// --net lenet (default): LeNet-5 for 28x28 inputs: conv 5x5 (6, padding 2) - ReLU - max pool 2 -
+// conv 5x5 (16) - ReLU - max pool 2 - fc 400-120 - ReLU - fc 120-84 - ReLU - fc 84-10.
+// --net cifar: the CIFAR-10 Keras-style net for 3x32x32 inputs: conv 3x3 (32) - ReLU - max pool 2 -
+// conv 3x3 (64) - ReLU - max pool 2 - conv 3x3 (64) - ReLU - flatten (1024) - fc 1024-64 - ReLU -
+// fc 64-10 (valid convolutions; the pools floor 30 -> 15 and 13 -> 6).
+// Both: cross-entropy, Adam (lr 1e-3).
 //
-//   bench_cnn_vs_libtorch [--batch B] [--threads N] [google benchmark flags]
+//   bench_cnn_vs_libtorch [--net lenet|cifar] [--batch B] [--threads N] [google benchmark flags]
 // Last line of stdout: one JSON object.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -31,6 +35,7 @@ namespace lp = lepton;
 
 namespace {
 std::size_t g_batch = 64, g_threads = 1;
+bool g_cifar = false;                    // --net cifar
 std::map<std::string, double> g_seconds; // benchmark name -> seconds per iteration
 
 // With one thread the comparison uses CPU time: on a shared machine, wall time also counts the time
@@ -66,21 +71,42 @@ struct lenet {
   }
 };
 
+struct cifar_keras {
+  lp::nn::conv2d<3, 32, 3, 3> conv1;  // (b, 3, 32, 32) -> (b, 32, 30, 30)
+  lp::nn::max_pool2d<2> pool1;        //                -> (b, 32, 15, 15)
+  lp::nn::conv2d<32, 64, 3, 3> conv2; //                -> (b, 64, 13, 13)
+  lp::nn::max_pool2d<2> pool2;        //                -> (b, 64, 6, 6)
+  lp::nn::conv2d<64, 64, 3, 3> conv3; //                -> (b, 64, 4, 4)
+  lp::nn::linear<1024, 64> fc1;
+  lp::nn::linear<64, 10> fc2;
+  auto operator()(auto const& x) const {
+    auto h = lp::relu(conv3(pool2(lp::relu(conv2(pool1(lp::relu(conv1(x))))))));
+    return fc2(lp::relu(fc1(lp::flatten(h))));
+  }
+};
+
+// Multiply-adds per sample of each CIFAR layer (forward).
+constexpr double cifar_conv_macs[3] = {32.0 * 3 * 9 * 30 * 30, 64.0 * 32 * 9 * 13 * 13,
+                                       64.0 * 64 * 9 * 4 * 4};
+constexpr double cifar_fc_macs = 1024.0 * 64 + 64.0 * 10;
+
 // Multiply-adds per sample of each layer (forward).
 constexpr double conv1_macs = 6.0 * 1 * 25 * 28 * 28;
 constexpr double conv2_macs = 16.0 * 6 * 25 * 10 * 10;
 constexpr double fc_macs = 400.0 * 120 + 120.0 * 84 + 84.0 * 10;
 
-void fill_inputs(lp::tensor<float, lp::dyn, 1, 28, 28>& x, lp::tensor<int, lp::dyn>& y) {
+template <class X> void fill_inputs(X& x, lp::tensor<int, lp::dyn>& y) {
   for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = float((i * 2654435761u) % 1000) / 1000.0f;
   for (std::size_t i = 0; i < y.size(); ++i) y(i) = int(i % 10);
 }
 
+/// One training step (update) or forward + backward of Net on inputs (batch, C, H, W).
+template <class Net, std::size_t C, std::size_t H, std::size_t W>
 void lepton_step(benchmark::State& st, bool update) {
-  lenet model;
+  Net model;
   lp::nn::init(model, lp::init::kaiming_uniform{}, 1);
   lp::optim::adam opt{model, {.lr = 1e-3}};
-  lp::tensor<float, lp::dyn, 1, 28, 28> x(g_batch);
+  lp::tensor<float, lp::dyn, C, H, W> x(g_batch);
   lp::tensor<int, lp::dyn> y(g_batch);
   fill_inputs(x, y);
   for (auto _ : st) {
@@ -142,18 +168,38 @@ struct torch_lenet : torch::nn::Module {
   }
 };
 
-void torch_step(benchmark::State& st) {
+struct torch_cifar_keras : torch::nn::Module {
+  torch::nn::Conv2d conv1{torch::nn::Conv2dOptions(3, 32, 3)};
+  torch::nn::Conv2d conv2{torch::nn::Conv2dOptions(32, 64, 3)};
+  torch::nn::Conv2d conv3{torch::nn::Conv2dOptions(64, 64, 3)};
+  torch::nn::Linear fc1{1024, 64}, fc2{64, 10};
+  torch_cifar_keras() {
+    register_module("conv1", conv1);
+    register_module("conv2", conv2);
+    register_module("conv3", conv3);
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::max_pool2d(torch::relu(conv1->forward(x)), 2);
+    x = torch::max_pool2d(torch::relu(conv2->forward(x)), 2);
+    x = torch::relu(conv3->forward(x)).flatten(1);
+    return fc2->forward(torch::relu(fc1->forward(x)));
+  }
+};
+
+template <class Net> void torch_step(benchmark::State& st, long c, long h, long w) {
   torch::manual_seed(1);
-  auto net = std::make_shared<torch_lenet>();
+  auto net = std::make_shared<Net>();
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
-  auto x = torch::rand({long(g_batch), 1, 28, 28});
+  auto x = torch::rand({long(g_batch), c, h, w});
   auto y = torch::arange(long(g_batch)).remainder(10);
   for (auto _ : st) {
     opt.zero_grad();
     auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
     loss.backward();
     opt.step();
-    benchmark::DoNotOptimize(loss.item<float>());
+    benchmark::DoNotOptimize(loss.template item<float>());
   }
   st.counters["samples_per_s"] =
       benchmark::Counter(double(g_batch), benchmark::Counter::kIsIterationInvariantRate);
@@ -193,16 +239,46 @@ void parse_args(int& argc, char** argv) {
     };
     if (auto v = take("--batch"))
       g_batch = std::strtoul(v, nullptr, 10);
-    else if (auto v2 = take("--threads"))
+    else if (auto n = take("--net")) {
+      if (std::strcmp(n, "cifar") == 0)
+        g_cifar = true;
+      else if (std::strcmp(n, "lenet") != 0)
+        g_batch = 0; // the usage message below
+    } else if (auto v2 = take("--threads"))
       g_threads = std::strtoul(v2, nullptr, 10);
     else
       argv[out++] = argv[i];
   }
   argc = out;
   if (g_batch == 0 || g_threads == 0) {
-    std::fprintf(stderr, "usage: bench_cnn_vs_libtorch [--batch B>0] [--threads N>0]\n");
+    std::fprintf(stderr, "usage: bench_cnn_vs_libtorch [--net lenet|cifar] [--batch B>0] [--threads N>0]\n");
     std::exit(2);
   }
+}
+/// The JSON line of --net cifar: the step keys of the LeNet line.
+void print_cifar() {
+  double const peak = lepton_bench::fma_peak_gflops() * double(g_threads);
+  double const b = double(g_batch);
+  double const ls = g_seconds["lepton/train_step"], lfb = g_seconds["lepton/forward_backward"];
+  double const ts = g_seconds.count("libtorch/train_step") ? g_seconds["libtorch/train_step"] : 0;
+  double const convs = cifar_conv_macs[0] + cifar_conv_macs[1] + cifar_conv_macs[2];
+  // forward + dW of every layer + dX of every layer but the first
+  double const step_flops =
+      2 * b * (2 * (convs + cifar_fc_macs) + cifar_conv_macs[1] + cifar_conv_macs[2] + cifar_fc_macs);
+  char const* core = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("{\"net\": \"cifar10_keras\", \"batch\": %zu, \"threads\": %zu, \"timing\": \"%s\", "
+              "\"lepton_samples_per_s\": %.0f, ",
+              g_batch, g_threads, use_cpu_time() ? "cpu" : "wall", b / ls);
+  if (ts > 0)
+    std::printf("\"libtorch_samples_per_s\": %.0f, \"ratio\": %.3f, ", b / ts, ts / ls);
+  else
+    std::printf("\"libtorch_samples_per_s\": null, \"ratio\": null, ");
+  std::printf(
+      "\"lepton_step_us\": %.1f, \"libtorch_step_us\": %.1f, \"fwd_bwd_us\": %.1f, \"fwd_bwd_gflops\": "
+      "%.2f, \"fwd_bwd_fraction_of_peak\": %.3f, \"fma_peak_gflops\": %.1f, \"isa\": \"%s\", "
+      "\"openblas_coretype\": %s%s%s}\n",
+      ls * 1e6, ts * 1e6, lfb * 1e6, step_flops / lfb * 1e-9, step_flops / lfb * 1e-9 / peak, peak,
+      lp::to_string(lp::active_isa()), core ? "\"" : "", core ? core : "null", core ? "\"" : "");
 }
 } // namespace
 
@@ -215,11 +291,29 @@ int main(int argc, char** argv) {
   // ignores torch::set_num_threads.
   openblas_set_num_threads(int(g_threads));
 #endif
+  if (g_cifar) {
+    benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) {
+      lepton_step<cifar_keras, 3, 32, 32>(s, true);
+    })->MinTime(1.0);
+    benchmark::RegisterBenchmark("lepton/forward_backward", [](benchmark::State& s) {
+      lepton_step<cifar_keras, 3, 32, 32>(s, false);
+    })->MinTime(1.0);
+#if LEPTON_BENCH_HAVE_TORCH
+    benchmark::RegisterBenchmark("libtorch/train_step", [](benchmark::State& s) {
+      torch_step<torch_cifar_keras>(s, 3, 32, 32);
+    })->MinTime(1.0);
+#endif
+    benchmark::Initialize(&argc, argv);
+    capture rep;
+    benchmark::RunSpecifiedBenchmarks(&rep);
+    print_cifar();
+    return 0;
+  }
   benchmark::RegisterBenchmark("lepton/train_step", [](benchmark::State& s) {
-    lepton_step(s, true);
+    lepton_step<lenet, 1, 28, 28>(s, true);
   })->MinTime(1.0);
   benchmark::RegisterBenchmark("lepton/forward_backward", [](benchmark::State& s) {
-    lepton_step(s, false);
+    lepton_step<lenet, 1, 28, 28>(s, false);
   })->MinTime(1.0);
   benchmark::RegisterBenchmark("lepton/convs_forward", [](benchmark::State& s) {
     lepton_convs(s, false);
@@ -228,7 +322,9 @@ int main(int argc, char** argv) {
     lepton_convs(s, true);
   })->MinTime(0.5);
 #if LEPTON_BENCH_HAVE_TORCH
-  benchmark::RegisterBenchmark("libtorch/train_step", torch_step)->MinTime(1.0);
+  benchmark::RegisterBenchmark("libtorch/train_step", [](benchmark::State& s) {
+    torch_step<torch_lenet>(s, 1, 28, 28);
+  })->MinTime(1.0);
   benchmark::RegisterBenchmark("libtorch/convs_forward", [](benchmark::State& s) {
     torch_convs(s, false);
   })->MinTime(0.5);
