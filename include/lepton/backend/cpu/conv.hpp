@@ -5,7 +5,9 @@
 ///
 /// **conv2d** runs as im2col + lepton's packed GEMM, one image at a time: for image n,
 /// `col = im2col(x[n])` is (C*KH*KW, OH*OW) and `y[n] (O, OH*OW) = W (O, C*KH*KW) x col`, which is
-/// already NCHW; the bias is added in the GEMM's epilogue while each block is in cache. A 1x1,
+/// already NCHW; the bias is added in the GEMM's epilogue while each block is in cache. Small output
+/// planes (under conv_group_cols elements) run a group of images per GEMM instead, their columns
+/// side by side, and copy the result to NCHW. A 1x1,
 /// stride-1, unpadded convolution reads x[n] directly as `col`. Images are spread over the thread
 /// pool; each thread owns one col buffer from the arena. The backward pass computes, per image,
 /// `dcol = W^T dy[n]` followed by col2im (dx) and `dW += dy[n] col^T` (col is recomputed, which costs
@@ -34,6 +36,17 @@ namespace lepton::detail {
 /// Number of fixed image chunks the backward passes accumulate partial sums over (independent of
 /// the thread count, so that results are too).
 inline constexpr std::size_t conv_grad_chunks = 16;
+
+/// The im2col + GEMM paths multiply the columns of several images at once when an output plane is
+/// small: the images of a group lie side by side in col (one GEMM of N = images x OH*OW columns
+/// instead of one per image; a 4x4 plane alone filled half of the AVX-512 micro-kernel's 32 columns
+/// and repacked W for every 16 columns). A group holds at least this many columns, if the images
+/// are there.
+inline constexpr std::size_t conv_group_cols = 256;
+/// Images per GEMM group for output planes of `ohw` elements (1: one image at a time).
+inline std::size_t conv_group_images(std::size_t ohw) {
+  return ohw == 0 || ohw >= conv_group_cols ? 1 : (conv_group_cols + ohw - 1) / ohw;
+}
 
 /// The evaluator of conv2d's bias operand; without a bias, a stand-in that reads nothing and needs
 /// no gradient.
@@ -138,10 +151,37 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
       this->out = view_ev<T, 4>(o, shp);
       return;
     }
-    T* col = g.pointwise() ? nullptr : ctx.alloc<T>(chunks * g.col_size());
+    // Groups of images per GEMM (conv_group_images): a group's output (oc, nb * ohw) goes to `tmp`
+    // and is copied to the images' planes (the bias added on the way); each output element is the
+    // same FMA chain as one image at a time. A 1x1 convolution keeps reading x[n] in place.
+    std::size_t const per_max = (n + chunks - 1) / chunks;
+    std::size_t const nb_max = g.pointwise() ? 1 : std::min(per_max, conv_group_images(ohw));
+    std::size_t const col_len = g.pointwise() ? 0 : k * nb_max * ohw,
+                      tmp_len = nb_max > 1 ? oc * nb_max * ohw : 0;
+    T* col = col_len ? ctx.alloc<T>(chunks * (col_len + tmp_len)) : nullptr;
     parallel_for(chunks, [&](std::size_t c) {
-      T* mycol = col ? col + c * g.col_size() : nullptr;
-      for (std::size_t i = n * c / chunks; i < n * (c + 1) / chunks; ++i) {
+      T* mycol = col ? col + c * (col_len + tmp_len) : nullptr;
+      std::size_t const i1 = n * (c + 1) / chunks;
+      for (std::size_t i = n * c / chunks; i < i1;) {
+        if (std::size_t const nb = std::min(nb_max, i1 - i); nb > 1) {
+          std::size_t const ld = nb * ohw;
+          T* tmp = mycol + col_len;
+          for (std::size_t j = 0; j < nb; ++j) im2col(xv.ptr + (i + j) * xsz, g, mycol + j * ohw, ld);
+          cpu::gemm<T>(false, false, oc, ld, k, T(1), wp, k, mycol, ld, T(0), tmp, ld);
+          for (std::size_t j = 0; j < nb; ++j)
+            for (std::size_t r = 0; r < oc; ++r) {
+              T const* src = tmp + r * ld + j * ohw;
+              T* dst = o + ((i + j) * oc + r) * ohw;
+              if constexpr (has_bias) {
+                T const bv = bp[r];
+                for (std::size_t q = 0; q < ohw; ++q) dst[q] = src[q] + bv;
+              } else {
+                std::copy_n(src, ohw, dst);
+              }
+            }
+          i += nb;
+          continue;
+        }
         T const* xi = xv.ptr + i * xsz;
         T* yi = o + i * oc * ohw;
         T const* cm = xi;
@@ -161,6 +201,7 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
         } else {
           cpu::gemm<T>(false, false, oc, ohw, k, T(1), wp, k, cm, ohw, T(0), yi, ohw);
         }
+        ++i;
       }
     });
     this->out = view_ev<T, 4>(o, shp);
@@ -182,12 +223,16 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
       conv_geometry const g = geo;
       std::size_t const n = shp[0], oc = shp[1], ohw = g.out_plane(), k = g.col_rows();
       std::size_t const xsz = g.c * g.in_plane();
-      std::size_t const chunks = std::max<std::size_t>(1, std::min(n, conv_grad_chunks));
       bool const pw = g.pointwise();
       isa const lvl = active_isa(); // one ISA level for the whole evaluation (tile sizes follow it)
       bool const dw_direct = gw && direct_weight_grad<T>(lvl, g),
                  dx_direct = gx && direct_input_grad<T>(lvl, g);
       bool const dw_gemm = gw && !dw_direct, dx_gemm = gx && !dx_direct;
+      // The GEMM paths multiply groups of images (conv_group_images) inside a chunk; with small
+      // planes the chunks are fewer, so that a chunk holds a whole group (the chunk count is still a
+      // function of the shape alone, so results do not depend on the thread count).
+      std::size_t const group = (dw_gemm || dx_gemm) && !pw ? conv_group_images(ohw) : 1;
+      std::size_t const chunks = std::max<std::size_t>(1, std::min({n, conv_grad_chunks, n / group}));
       T const* wp = wv.ptr;
 
       // Scratch, per chunk: the padded input (direct dW), the padded dY and a spare output tile
@@ -199,11 +244,15 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
       std::size_t const xob = dx_direct ? direct::fwd_channels<T>(lvl, g.w) : 0,
                         c_pad = dx_direct ? (g.c + xob - 1) / xob * xob : 0;
       std::size_t const per_max = (n + chunks - 1) / chunks; // images in the largest chunk
+      std::size_t const nb_max = std::min(per_max, group);   // images per GEMM group
       std::size_t const pad_x = dw_direct && g.p ? per_max * g.c * hp * wdp : 0;
       std::size_t const pad_g = dx_direct && (qh || qw) ? oc * gh * gwd : 0;
       std::size_t const spare = dx_direct ? xob * g.in_plane() : 0;
-      std::size_t const cols = (dw_gemm && !pw ? g.col_size() : 0) + (dx_gemm && !pw ? g.col_size() : 0);
-      std::size_t const per_chunk = pad_x + pad_g + spare + cols;
+      std::size_t const col_len = dw_gemm && !pw ? k * nb_max * ohw : 0,
+                        dcol_len = dx_gemm && !pw ? k * nb_max * ohw : 0;
+      // dY of a group side by side (oc, nb * ohw), for the grouped GEMMs.
+      std::size_t const dyg_len = nb_max > 1 ? oc * nb_max * ohw : 0;
+      std::size_t const per_chunk = pad_x + pad_g + spare + col_len + dcol_len + dyg_len;
       T* scratch = ctx.alloc<T>(chunks * per_chunk);
       T* dx = gx ? ctx.alloc<T>(n * xsz) : nullptr;
       T* dwp = gw ? ctx.alloc<T>(chunks * oc * k) : nullptr;
@@ -230,7 +279,8 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
         T* padg = padx + pad_x;
         T* spr = padg + pad_g;
         T* col = spr + spare;
-        T* dcol = col + (dw_gemm && !pw ? g.col_size() : 0);
+        T* dcol = col + col_len;
+        T* dyg = dcol + dcol_len;
         std::size_t const i0 = n * c / chunks, i1 = n * (c + 1) / chunks;
         if (dw_direct) { // all images of the chunk at once: the accumulators stay in registers
           direct::planes<T> in{xv.ptr + i0 * xsz, g.c, g.in_plane(), g.w};
@@ -244,7 +294,38 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
           direct::dw_images_any(lvl, gv.ptr + i0 * oc * ohw, oc, in, stride, i1 - i0, g.kh, g.kw, g.d, g.oh,
                                 g.ow, zeros, dwp + c * oc * k);
         }
-        for (std::size_t i = i0; i < i1; ++i) {
+        for (std::size_t i = i0; i < i1;) {
+          if (std::size_t const nb = std::min(nb_max, i1 - i); nb > 1) {
+            std::size_t const ld = nb * ohw;
+            for (std::size_t j = 0; j < nb; ++j)
+              for (std::size_t r = 0; r < oc; ++r)
+                std::copy_n(gv.ptr + ((i + j) * oc + r) * ohw, ohw, dyg + r * ld + j * ohw);
+            if (dw_gemm) {
+              for (std::size_t j = 0; j < nb; ++j) im2col(xv.ptr + (i + j) * xsz, g, col + j * ohw, ld);
+              // dW (oc, k) += dy (oc, nb ohw) x col^T (nb ohw, k)
+              cpu::gemm<T>(false, true, oc, k, ld, T(1), dyg, ld, col, ld, T(1), dwp + c * oc * k, k);
+            }
+            if (dx_gemm) // dcol (k, nb ohw) = W^T (k, oc) x dy (oc, nb ohw)
+              cpu::gemm<T>(true, false, k, ld, oc, T(1), wp, k, dyg, ld, T(0), dcol, ld);
+            for (std::size_t j = 0; j < nb; ++j) {
+              T const* dyi = gv.ptr + (i + j) * oc * ohw;
+              if (gb) {
+                T* db = dbp + c * oc;
+                for (std::size_t r = 0; r < oc; ++r) db[r] += plane_sum(dyi + r * ohw, ohw);
+              }
+              if (gx) {
+                T* dxi = dx + (i + j) * xsz;
+                if (dx_direct) {
+                  direct_input_grad_image(lvl, g, oc, dyi, qh, qw, gh, gwd, padg, wr, c_pad, dxi, spr);
+                } else {
+                  std::fill_n(dxi, xsz, T(0));
+                  col2im_add(dcol + j * ohw, g, dxi, ld);
+                }
+              }
+            }
+            i += nb;
+            continue;
+          }
           T const* dyi = gv.ptr + i * oc * ohw;
           T const* xi = xv.ptr + i * xsz;
           if (dw_gemm) {
@@ -263,13 +344,7 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
           if (gx) {
             T* dxi = dx + i * xsz;
             if (dx_direct) {
-              direct::planes<T> in{dyi, oc, ohw, g.ow};
-              if (qh || qw) {
-                direct::pad_planes(dyi, oc, g.oh, g.ow, qh, qw, padg);
-                in = {padg, oc, gh * gwd, gwd};
-              }
-              direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, g.c, c_pad, static_cast<T const*>(nullptr),
-                                    dxi, g.h, g.w, spr);
+              direct_input_grad_image(lvl, g, oc, dyi, qh, qw, gh, gwd, padg, wr, c_pad, dxi, spr);
             } else if (pw) {
               // dx (c, hw) = W^T (c, oc) x dy (oc, hw)
               cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dxi, ohw);
@@ -279,6 +354,7 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
               col2im_add(dcol, g, dxi);
             }
           }
+          ++i;
         }
       });
       if constexpr (Ew::may_need_grad) {
@@ -302,6 +378,19 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
   }
 
 private:
+  /// dx of one image by the direct kernel: the forward kernel on dY (zero-padded by qh, qw into
+  /// `padg` when needed) with the flipped, transposed weights `wr` (rows padded to c_pad).
+  static void direct_input_grad_image(isa lvl, conv_geometry const& g, std::size_t oc, T const* dyi,
+                                      std::size_t qh, std::size_t qw, std::size_t gh, std::size_t gwd,
+                                      T* padg, T const* wr, std::size_t c_pad, T* dxi, T* spare) {
+    direct::planes<T> in{dyi, oc, g.out_plane(), g.ow};
+    if (qh || qw) {
+      direct::pad_planes(dyi, oc, g.oh, g.ow, qh, qw, padg);
+      in = {padg, oc, gh * gwd, gwd};
+    }
+    direct::fwd_image_any(lvl, in, g.kh, g.kw, g.d, wr, g.c, c_pad, static_cast<T const*>(nullptr), dxi, g.h,
+                          g.w, spare);
+  }
   /// Sum of p[0, n) with four vector accumulators (a scalar loop would be one dependent add per element).
   static T plane_sum(T const* p, std::size_t n) {
     using V = simd_t<T>;

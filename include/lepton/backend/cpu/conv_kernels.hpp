@@ -12,6 +12,7 @@
 
 #include "../../core/config.hpp"
 #include "../../core/isa.hpp"
+#include "../../eval/simd.hpp"
 #include "../../expr/conv.hpp"
 #include "gemm.hpp"
 #include "isa_kernels.hpp"
@@ -19,67 +20,127 @@
 
 namespace lepton::detail {
 
+/// Copies and fills of im2col's rows, which are often a few elements (4 on a 4x4 output plane):
+/// vectors of the build's width, the last one overlapping the previous when the length is not a
+/// multiple (it stores the same values again); shorter rows as a plain loop. GCC turned the copy
+/// loop into a call to memmove, whose call and dispatch cost more than the copy: im2col took more
+/// time than the GEMM on a 6x6 input. The empty asm keeps the short loop a loop.
+template <class T> LEPTON_ALWAYS_INLINE void copy_row(T const* src, std::size_t n, T* dst) {
+  using V = simd_t<T>;
+  constexpr std::size_t L = lanes_v<V>;
+  if (n >= L) {
+    std::size_t z = 0;
+    for (; z + L <= n; z += L) store<V>(dst + z, load<V>(src + z));
+    if (z < n) store<V>(dst + n - L, load<V>(src + n - L));
+    return;
+  }
+  for (std::size_t z = 0; z < n; ++z) {
+    dst[z] = src[z];
+    __asm__ volatile("");
+  }
+}
+template <class T> LEPTON_ALWAYS_INLINE void zero_row(T* dst, std::size_t n) {
+  using V = simd_t<T>;
+  constexpr std::size_t L = lanes_v<V>;
+  if (n >= L) {
+    V const zero(T(0));
+    std::size_t z = 0;
+    for (; z + L <= n; z += L) store<V>(dst + z, zero);
+    if (z < n) store<V>(dst + n - L, zero);
+    return;
+  }
+  for (std::size_t z = 0; z < n; ++z) {
+    dst[z] = T(0);
+    __asm__ volatile("");
+  }
+}
+
+/// The output columns z of kernel column j whose input column z*s - p + j*d lies in [0, w): [z0, z1),
+/// and the offset j*d - p.
+struct im2col_span {
+  std::ptrdiff_t off;
+  std::size_t z0, z1;
+};
+inline im2col_span im2col_span_of(conv_geometry const& g, std::size_t j) {
+  std::ptrdiff_t const off = static_cast<std::ptrdiff_t>(j * g.d) - static_cast<std::ptrdiff_t>(g.p);
+  std::ptrdiff_t const ss = static_cast<std::ptrdiff_t>(g.s);
+  std::ptrdiff_t lo = off >= 0 ? 0 : (-off + ss - 1) / ss;
+  std::ptrdiff_t hi = (static_cast<std::ptrdiff_t>(g.w) - 1 - off) < 0
+                          ? 0
+                          : (static_cast<std::ptrdiff_t>(g.w) - 1 - off) / ss + 1;
+  lo = std::min<std::ptrdiff_t>(lo, static_cast<std::ptrdiff_t>(g.ow));
+  hi = std::clamp<std::ptrdiff_t>(hi, lo, static_cast<std::ptrdiff_t>(g.ow));
+  return {off, static_cast<std::size_t>(lo), static_cast<std::size_t>(hi)};
+}
+
 /// col (C*KH*KW, OH*OW) of one image x (C, H, W): col[(c, i, j), (y, z)] = x[c, y*s - p + i*d, z*s - p + j*d]
 /// (0 outside the image).
-template <class T> void im2col(T const* x, conv_geometry const& g, T* col) {
-  std::size_t const ohw = g.out_plane();
+/// Row r of col starts at col + r * ld (ld = 0: OH*OW, one image's columns; a larger ld lays the
+/// columns of several images side by side, for one GEMM over a group of images).
+template <class T> void im2col(T const* x, conv_geometry const& g, T* col, std::size_t ld = 0) {
+  std::size_t const ohw = ld ? ld : g.out_plane();
+  // The spans depend on the kernel column alone: computed once (two divisions each, which cost more
+  // than copying a 4-element row when they were redone for every (c, i, j)), for up to 32 columns.
+  constexpr std::size_t cached = 32;
+  im2col_span spans[cached];
+  for (std::size_t j = 0; j < std::min(g.kw, cached); ++j) spans[j] = im2col_span_of(g, j);
   for (std::size_t c = 0; c < g.c; ++c)
     for (std::size_t i = 0; i < g.kh; ++i)
       for (std::size_t j = 0; j < g.kw; ++j) {
         T* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
         T const* plane = x + c * g.h * g.w;
-        // Output columns z whose input column z*s - p + j*d lies in [0, w): [z0, z1).
-        std::ptrdiff_t const off = static_cast<std::ptrdiff_t>(j * g.d) - static_cast<std::ptrdiff_t>(g.p);
-        std::size_t z0 = 0, z1 = 0;
-        {
-          std::ptrdiff_t const ss = static_cast<std::ptrdiff_t>(g.s);
-          std::ptrdiff_t lo = off >= 0 ? 0 : (-off + ss - 1) / ss;
-          std::ptrdiff_t hi = (static_cast<std::ptrdiff_t>(g.w) - 1 - off) < 0
-                                  ? 0
-                                  : (static_cast<std::ptrdiff_t>(g.w) - 1 - off) / ss + 1;
-          lo = std::min<std::ptrdiff_t>(lo, static_cast<std::ptrdiff_t>(g.ow));
-          hi = std::clamp<std::ptrdiff_t>(hi, lo, static_cast<std::ptrdiff_t>(g.ow));
-          z0 = static_cast<std::size_t>(lo);
-          z1 = static_cast<std::size_t>(hi);
-        }
+        im2col_span const sp = j < cached ? spans[j] : im2col_span_of(g, j);
+        std::ptrdiff_t const off = sp.off;
+        std::size_t const z0 = sp.z0, z1 = sp.z1;
         for (std::size_t y = 0; y < g.oh; ++y) {
           T* dst = row + y * g.ow;
           std::ptrdiff_t const iy =
               static_cast<std::ptrdiff_t>(y * g.s + i * g.d) - static_cast<std::ptrdiff_t>(g.p);
           if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.h)) {
-            std::fill_n(dst, g.ow, T(0));
+            zero_row(dst, g.ow);
             continue;
           }
           T const* src = plane + static_cast<std::size_t>(iy) * g.w;
-          std::fill_n(dst, z0, T(0));
+          zero_row(dst, z0);
           if (g.s == 1) {
-            std::copy_n(src + (static_cast<std::ptrdiff_t>(z0) + off), z1 - z0, dst + z0);
+            copy_row(src + (static_cast<std::ptrdiff_t>(z0) + off), z1 - z0, dst + z0);
           } else {
             for (std::size_t z = z0; z < z1; ++z) dst[z] = src[static_cast<std::ptrdiff_t>(z * g.s) + off];
           }
-          std::fill(dst + z1, dst + g.ow, T(0));
+          zero_row(dst + z1, g.ow - z1);
         }
       }
 }
 
-/// x (C, H, W) += col2im(col): the adjoint of im2col.
-template <class T> void col2im_add(T const* col, conv_geometry const& g, T* x) {
-  std::size_t const ohw = g.out_plane();
+/// x (C, H, W) += col2im(col): the adjoint of im2col (rows of col `ld` apart, as there). The same
+/// column spans as im2col bound the loops: no test per element.
+template <class T> void col2im_add(T const* col, conv_geometry const& g, T* x, std::size_t ld = 0) {
+  std::size_t const ohw = ld ? ld : g.out_plane();
+  using V = simd_t<T>;
+  constexpr std::size_t L = lanes_v<V>, cached = 32;
+  im2col_span spans[cached];
+  for (std::size_t j = 0; j < std::min(g.kw, cached); ++j) spans[j] = im2col_span_of(g, j);
   for (std::size_t c = 0; c < g.c; ++c)
     for (std::size_t i = 0; i < g.kh; ++i)
       for (std::size_t j = 0; j < g.kw; ++j) {
         T const* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
         T* plane = x + c * g.h * g.w;
-        std::ptrdiff_t const off = static_cast<std::ptrdiff_t>(j * g.d) - static_cast<std::ptrdiff_t>(g.p);
+        im2col_span const sp = j < cached ? spans[j] : im2col_span_of(g, j);
         for (std::size_t y = 0; y < g.oh; ++y) {
           std::ptrdiff_t const iy =
               static_cast<std::ptrdiff_t>(y * g.s + i * g.d) - static_cast<std::ptrdiff_t>(g.p);
           if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.h)) continue;
           T* dst = plane + static_cast<std::size_t>(iy) * g.w;
           T const* src = row + y * g.ow;
-          for (std::size_t z = 0; z < g.ow; ++z) {
-            std::ptrdiff_t const ix = static_cast<std::ptrdiff_t>(z * g.s) + off;
-            if (ix >= 0 && ix < static_cast<std::ptrdiff_t>(g.w)) dst[ix] += src[z];
+          if (g.s == 1) {
+            T* d = dst + (static_cast<std::ptrdiff_t>(sp.z0) + sp.off);
+            std::size_t const n = sp.z1 - sp.z0;
+            std::size_t z = 0;
+            for (; z + L <= n; z += L) store<V>(d + z, load<V>(d + z) + load<V>(src + sp.z0 + z));
+            for (; z < n; ++z) d[z] += src[sp.z0 + z];
+          } else {
+            for (std::size_t z = sp.z0; z < sp.z1; ++z)
+              dst[static_cast<std::ptrdiff_t>(z * g.s) + sp.off] += src[z];
           }
         }
       }
