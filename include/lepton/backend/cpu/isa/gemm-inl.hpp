@@ -37,11 +37,14 @@ template <class T> struct gemm_blocking {
   static constexpr std::size_t nc = (std::size_t{1} << 20) / (kc * sizeof(T)) / nr * nr;
   /// Rows of a packed A panel: only bounds the buffer (the panel is read from L2/L3 once per B block).
   static constexpr std::size_t mc = 256 * mr;
-  /// Work (multiply-adds) below which a product stays on the calling thread: 4M multiply-adds take
-  /// ~30 us on one AVX-512 core, while waking sleeping pool workers costs ~10-50 us.
-  static constexpr std::size_t min_parallel_work = std::size_t{1} << 22;
+  /// Work (multiply-adds) below which a product stays on the calling thread. Workers spin for 1 ms
+  /// after a job, so inside a training step a handoff costs about a microsecond; 1M multiply-adds
+  /// take ~8 us on one AVX-512 core. (At 4M, the 64 x 256 x 128 products of the batch-64 MLP ran
+  /// serially and 2 threads gave 1.54x one; at 1M, 1.72x. A product after an idle spell pays
+  /// the workers' wake-up, ~10-50 us, once.)
+  static constexpr std::size_t min_parallel_work = std::size_t{1} << 20;
   /// Multiply-adds each extra thread must get at least.
-  static constexpr std::size_t work_per_thread = std::size_t{1} << 21;
+  static constexpr std::size_t work_per_thread = std::size_t{1} << 19;
 };
 
 /// The register epilogue for an edge tile, applied after the tile was stored: reads the rows x cols
