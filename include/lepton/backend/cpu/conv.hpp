@@ -294,67 +294,47 @@ struct evaluator<conv2d_node<X, W, B, S, P, D>, cpu_backend>
           direct::dw_images_any(lvl, gv.ptr + i0 * oc * ohw, oc, in, stride, i1 - i0, g.kh, g.kw, g.d, g.oh,
                                 g.ow, zeros, dwp + c * oc * k);
         }
+        // Groups of nb images (one image when the planes are large or the kernel is 1x1): dY of the
+        // group side by side in dyg (one image's dY is read in place), its im2col columns likewise.
         for (std::size_t i = i0; i < i1;) {
-          if (std::size_t const nb = std::min(nb_max, i1 - i); nb > 1) {
-            std::size_t const ld = nb * ohw;
+          std::size_t const nb = std::min(nb_max, i1 - i), ld = nb * ohw;
+          T const* dyb = gv.ptr + i * oc * ohw;
+          if (nb > 1 && (dw_gemm || dx_gemm)) {
             for (std::size_t j = 0; j < nb; ++j)
               for (std::size_t r = 0; r < oc; ++r)
                 std::copy_n(gv.ptr + ((i + j) * oc + r) * ohw, ohw, dyg + r * ld + j * ohw);
-            if (dw_gemm) {
-              for (std::size_t j = 0; j < nb; ++j) im2col(xv.ptr + (i + j) * xsz, g, col + j * ohw, ld);
-              // dW (oc, k) += dy (oc, nb ohw) x col^T (nb ohw, k)
-              cpu::gemm<T>(false, true, oc, k, ld, T(1), dyg, ld, col, ld, T(1), dwp + c * oc * k, k);
-            }
-            if (dx_gemm) // dcol (k, nb ohw) = W^T (k, oc) x dy (oc, nb ohw)
-              cpu::gemm<T>(true, false, k, ld, oc, T(1), wp, k, dyg, ld, T(0), dcol, ld);
-            for (std::size_t j = 0; j < nb; ++j) {
-              T const* dyi = gv.ptr + (i + j) * oc * ohw;
-              if (gb) {
-                T* db = dbp + c * oc;
-                for (std::size_t r = 0; r < oc; ++r) db[r] += plane_sum(dyi + r * ohw, ohw);
-              }
-              if (gx) {
-                T* dxi = dx + (i + j) * xsz;
-                if (dx_direct) {
-                  direct_input_grad_image(lvl, g, oc, dyi, qh, qw, gh, gwd, padg, wr, c_pad, dxi, spr);
-                } else {
-                  std::fill_n(dxi, xsz, T(0));
-                  col2im_add(dcol + j * ohw, g, dxi, ld);
-                }
-              }
-            }
-            i += nb;
-            continue;
+            dyb = dyg;
           }
-          T const* dyi = gv.ptr + i * oc * ohw;
-          T const* xi = xv.ptr + i * xsz;
           if (dw_gemm) {
-            T const* cm = xi;
+            T const* cm = xv.ptr + i * xsz; // a 1x1 convolution reads x in place
             if (!pw) {
-              im2col(xi, g, col);
+              for (std::size_t j = 0; j < nb; ++j) im2col(xv.ptr + (i + j) * xsz, g, col + j * ohw, ld);
               cm = col;
             }
-            // dW (oc, k) += dy (oc, ohw) x col^T (ohw, k)
-            cpu::gemm<T>(false, true, oc, k, ohw, T(1), dyi, ohw, cm, ohw, T(1), dwp + c * oc * k, k);
+            // dW (oc, k) += dy (oc, nb ohw) x col^T (nb ohw, k)
+            cpu::gemm<T>(false, true, oc, k, ld, T(1), dyb, ld, cm, ld, T(1), dwp + c * oc * k, k);
           }
-          if (gb) {
-            T* db = dbp + c * oc;
-            for (std::size_t r = 0; r < oc; ++r) db[r] += plane_sum(dyi + r * ohw, ohw);
-          }
-          if (gx) {
-            T* dxi = dx + i * xsz;
-            if (dx_direct) {
-              direct_input_grad_image(lvl, g, oc, dyi, qh, qw, gh, gwd, padg, wr, c_pad, dxi, spr);
-            } else if (pw) {
-              // dx (c, hw) = W^T (c, oc) x dy (oc, hw)
-              cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dxi, ohw);
-            } else {
-              cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dcol, ohw);
-              std::fill_n(dxi, xsz, T(0));
-              col2im_add(dcol, g, dxi);
+          if (dx_gemm && !pw) // dcol (k, nb ohw) = W^T (k, oc) x dy (oc, nb ohw)
+            cpu::gemm<T>(true, false, k, ld, oc, T(1), wp, k, dyb, ld, T(0), dcol, ld);
+          for (std::size_t j = 0; j < nb; ++j) {
+            T const* dyi = gv.ptr + (i + j) * oc * ohw;
+            if (gb) {
+              T* db = dbp + c * oc;
+              for (std::size_t r = 0; r < oc; ++r) db[r] += plane_sum(dyi + r * ohw, ohw);
+            }
+            if (gx) {
+              T* dxi = dx + (i + j) * xsz;
+              if (dx_direct) {
+                direct_input_grad_image(lvl, g, oc, dyi, qh, qw, gh, gwd, padg, wr, c_pad, dxi, spr);
+              } else if (pw) { // dx (c, hw) = W^T (c, oc) x dy (oc, hw)
+                cpu::gemm<T>(true, false, k, ohw, oc, T(1), wp, k, dyi, ohw, T(0), dxi, ohw);
+              } else {
+                std::fill_n(dxi, xsz, T(0));
+                col2im_add(dcol + j * ohw, g, dxi, ld);
+              }
             }
           }
-          ++i;
+          i += nb;
         }
       });
       if constexpr (Ew::may_need_grad) {
