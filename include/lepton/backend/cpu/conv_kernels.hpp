@@ -20,36 +20,43 @@
 
 namespace lepton::detail {
 
-/// Copies and fills of im2col's rows, which are often a few elements (4 on a 4x4 output plane):
-/// vectors of the build's width, the last one overlapping the previous when the length is not a
-/// multiple (it stores the same values again); shorter rows as a plain loop. GCC turned the copy
-/// loop into a call to memmove, whose call and dispatch cost more than the copy: im2col took more
-/// time than the GEMM on a 6x6 input. The empty asm keeps the short loop a loop.
+/// Copies and fills of im2col's rows, which are often a few elements (4 on a 4x4 output plane,
+/// 10 on LeNet conv2): vectors of the build's width, then 16-byte chunks for what is left (and for
+/// rows narrower than a vector: an AVX-512 build's 16 lanes are wider than most such rows), the last
+/// chunk overlapping the previous one when the length is not a multiple (it stores the same values
+/// again); rows under 16 bytes as a plain loop. GCC turned the copy loop into a call to memmove,
+/// whose call and dispatch cost more than the copy: im2col took more time than the GEMM on a 6x6
+/// input. The empty asm keeps the short loop a loop.
 template <class T> LEPTON_ALWAYS_INLINE void copy_row(T const* src, std::size_t n, T* dst) {
   using V = simd_t<T>;
-  constexpr std::size_t L = lanes_v<V>;
-  if (n >= L) {
-    std::size_t z = 0;
-    for (; z + L <= n; z += L) store<V>(dst + z, load<V>(src + z));
-    if (z < n) store<V>(dst + n - L, load<V>(src + n - L));
+  constexpr std::size_t L = lanes_v<V>, C = 16 / sizeof(T);
+  std::size_t z = 0;
+  for (; z + L <= n; z += L) store<V>(dst + z, load<V>(src + z));
+  if (z == n) return;
+  if (n >= C) {
+    for (; z + C <= n; z += C) __builtin_memcpy(dst + z, src + z, 16);
+    if (z < n) __builtin_memcpy(dst + n - C, src + n - C, 16);
     return;
   }
-  for (std::size_t z = 0; z < n; ++z) {
+  for (; z < n; ++z) {
     dst[z] = src[z];
     __asm__ volatile("");
   }
 }
 template <class T> LEPTON_ALWAYS_INLINE void zero_row(T* dst, std::size_t n) {
   using V = simd_t<T>;
-  constexpr std::size_t L = lanes_v<V>;
-  if (n >= L) {
-    V const zero(T(0));
-    std::size_t z = 0;
-    for (; z + L <= n; z += L) store<V>(dst + z, zero);
-    if (z < n) store<V>(dst + n - L, zero);
+  constexpr std::size_t L = lanes_v<V>, C = 16 / sizeof(T);
+  V const zero(T(0));
+  T const zeros[C] = {};
+  std::size_t z = 0;
+  for (; z + L <= n; z += L) store<V>(dst + z, zero);
+  if (z == n) return;
+  if (n >= C) {
+    for (; z + C <= n; z += C) __builtin_memcpy(dst + z, zeros, 16);
+    if (z < n) __builtin_memcpy(dst + n - C, zeros, 16);
     return;
   }
-  for (std::size_t z = 0; z < n; ++z) {
+  for (; z < n; ++z) {
     dst[z] = T(0);
     __asm__ volatile("");
   }

@@ -166,6 +166,10 @@ struct evaluator<pool2d_node<Kind, A, K, S, P>, cpu_backend>
       std::size_t const r0 = x + 2 * r * w; // rows 2r and 2r + 1 are n contiguous elements
       std::size_t i = 0;
       for (; i + L <= n; i += L) store<V>(buf + i, lv(r0 + i));
+      if (i < n && n >= L) { // the last vector overlaps the previous one (the input is pure)
+        store<V>(buf + n - L, lv(r0 + n - L));
+        i = n;
+      }
       for (; i < n; ++i) buf[i] = ld(r0 + i);
       std::uint32_t const i0 = static_cast<std::uint32_t>(2 * r * w), i1 = i0 + static_cast<std::uint32_t>(w);
       T const* b0 = buf;
