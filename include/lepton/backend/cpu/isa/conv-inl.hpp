@@ -127,7 +127,9 @@ template <class T, std::size_t R, std::size_t OB, std::size_t V>
 LEPTON_ALWAYS_INLINE void fwd_tile_any(planes<T> in, std::size_t kh, std::size_t kw, std::size_t d,
                                        T const* wr, std::size_t co_pad, T const* bias, T* const* out,
                                        std::size_t ow, std::size_t oy0, std::size_t x0, std::size_t cols) {
-  if constexpr (native_masks) {
+  if constexpr (native_masks || LEPTON_ISA_LEVEL == 0) {
+    // (The portable level, the fallback for CPUs without AVX2, keeps one tile kernel per shape:
+    // both versions there cost a second of the CNN example's compile time.)
     fwd_tile<T, R, OB, V, true>(in, kh, kw, d, wr, co_pad, bias, out, ow, oy0, x0, cols);
   } else {
     // One past the last element a full-width tile reads: the last plane, row oy0 + R - 1 + (kh - 1) d,
