@@ -255,6 +255,20 @@ void parse_args(int& argc, char** argv) {
     std::exit(2);
   }
 }
+/// The start of the JSON line, the same for both nets: the net, the setup, lepton's samples/s and
+/// libtorch's with the ratio (null when libtorch was not built in or not run). `ls`, `ts`: the
+/// step times in seconds.
+void print_json_head(char const* net, double ls, double ts) {
+  double const b = double(g_batch);
+  std::printf("{\"net\": \"%s\", \"batch\": %zu, \"threads\": %zu, \"timing\": \"%s\", "
+              "\"lepton_samples_per_s\": %.0f, ",
+              net, g_batch, g_threads, use_cpu_time() ? "cpu" : "wall", b / ls);
+  if (ts > 0)
+    std::printf("\"libtorch_samples_per_s\": %.0f, \"ratio\": %.3f, ", b / ts, ts / ls);
+  else
+    std::printf("\"libtorch_samples_per_s\": null, \"ratio\": null, ");
+}
+
 /// The JSON line of --net cifar: the step keys of the LeNet line.
 void print_cifar() {
   double const peak = lepton_bench::fma_peak_gflops() * double(g_threads);
@@ -266,13 +280,7 @@ void print_cifar() {
   double const step_flops =
       2 * b * (2 * (convs + cifar_fc_macs) + cifar_conv_macs[1] + cifar_conv_macs[2] + cifar_fc_macs);
   char const* core = std::getenv("OPENBLAS_CORETYPE");
-  std::printf("{\"net\": \"cifar10_keras\", \"batch\": %zu, \"threads\": %zu, \"timing\": \"%s\", "
-              "\"lepton_samples_per_s\": %.0f, ",
-              g_batch, g_threads, use_cpu_time() ? "cpu" : "wall", b / ls);
-  if (ts > 0)
-    std::printf("\"libtorch_samples_per_s\": %.0f, \"ratio\": %.3f, ", b / ts, ts / ls);
-  else
-    std::printf("\"libtorch_samples_per_s\": null, \"ratio\": null, ");
+  print_json_head("cifar10_keras", ls, ts);
   std::printf(
       "\"lepton_step_us\": %.1f, \"libtorch_step_us\": %.1f, \"fwd_bwd_us\": %.1f, \"fwd_bwd_gflops\": "
       "%.2f, \"fwd_bwd_fraction_of_peak\": %.3f, \"fma_peak_gflops\": %.1f, \"isa\": \"%s\", "
@@ -351,13 +359,7 @@ int main(int argc, char** argv) {
   // whole step: forward + dW of every layer + dX of every layer but the first
   double const step_flops = 2 * b * (2 * (conv1_macs + conv2_macs + fc_macs) + conv2_macs + fc_macs);
   char const* core = std::getenv("OPENBLAS_CORETYPE");
-  std::printf("{\"net\": \"lenet5\", \"batch\": %zu, \"threads\": %zu, \"timing\": \"%s\", "
-              "\"lepton_samples_per_s\": %.0f, ",
-              g_batch, g_threads, use_cpu_time() ? "cpu" : "wall", b / ls);
-  if (ts > 0)
-    std::printf("\"libtorch_samples_per_s\": %.0f, \"ratio\": %.3f, ", b / ts, ts / ls);
-  else
-    std::printf("\"libtorch_samples_per_s\": null, \"ratio\": null, ");
+  print_json_head("lenet5", ls, ts);
   std::printf(
       "\"lepton_step_us\": %.1f, \"libtorch_step_us\": %.1f, \"fwd_bwd_us\": %.1f, \"fwd_bwd_gflops\": %.2f, "
       "\"conv_fwd_us\": %.1f, \"conv_bwd_us\": %.1f, \"conv_fwd_gflops\": %.2f, \"conv_bwd_gflops\": %.2f, "
