@@ -9,7 +9,8 @@
 /// planes (under conv_group_cols elements) run a group of images per GEMM instead, their columns
 /// side by side, and copy the result to NCHW. A 1x1,
 /// stride-1, unpadded convolution reads x[n] directly as `col`. Images are spread over the thread
-/// pool; each thread owns one col buffer from the arena. The backward pass computes, per image,
+/// pool; each thread owns one col buffer from the arena. The backward pass computes, per image (per
+/// group of images on small planes, their dY gathered side by side),
 /// `dcol = W^T dy[n]` followed by col2im (dx) and `dW += dy[n] col^T` (col is recomputed, which costs
 /// less than storing it for the whole batch). Partial dW/db sums are kept per fixed chunk of images
 /// and added in chunk order, so results do not depend on the number of threads.
